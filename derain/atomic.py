@@ -1,0 +1,39 @@
+"""Atomic outputs: write to a temporary name beside the target, rename when complete, so a failed
+or interrupted run never leaves a half-written file under the real name."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import DerainError
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path with the same suffix as `path` (OpenCV picks formats by suffix);
+    on success it is renamed to `path`, on error removed."""
+    path = Path(path)
+    ensure_directory(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as error:
+        raise DerainError(f"{path}: cannot write here ({error.strerror or error})") from error
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def ensure_directory(path: str | Path) -> None:
+    """Create the folder (and parents), or say in one line why it cannot be."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DerainError(f"{path}: cannot create output folder ({error.strerror or error})") from error

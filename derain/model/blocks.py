@@ -1,0 +1,73 @@
+"""Transformer blocks (STB, MAB, NAB) and the stages that stack them."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import WindowAttention
+from .config import BlockKind
+from .nonlocal_attention import NonLocalAttention
+
+
+class GatedConvFeedForward(nn.Module):
+    """Restormer's gated depthwise-conv feed-forward. Its 3x3 depthwise conv is also what gives the
+    window attention (which has no position bias here) a sense of position."""
+
+    def __init__(self, dim: int, expansion: float) -> None:
+        super().__init__()
+        hidden = int(dim * expansion)
+        self.expand = nn.Linear(dim, 2 * hidden)
+        self.depthwise = nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1, groups=2 * hidden)
+        self.reduce = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C)
+        y = self.depthwise(self.expand(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        gate, value = y.chunk(2, dim=-1)
+        return self.reduce(F.gelu(gate) * value)
+
+
+def make_attention(kind: BlockKind, dim: int, heads: int, window: int, clusters: int, shift: bool) -> nn.Module:
+    if kind == "stb":
+        return WindowAttention(dim, heads, window, shift=shift)
+    if kind == "mab":
+        return WindowAttention(dim, heads, window, shift=shift, masked=True)
+    if kind == "nab":
+        return NonLocalAttention(dim, heads, window, clusters, shift=shift)
+    raise ValueError(f"unknown block kind {kind!r}")
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: x + attention(LN(x)), then x + FFN(LN(x)). Channels-last."""
+
+    def __init__(self, kind: BlockKind, dim: int, heads: int, window: int, clusters: int, shift: bool,
+                 ffn_expansion: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = make_attention(kind, dim, heads, window, clusters, shift)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ffn = GatedConvFeedForward(dim, ffn_expansion)
+
+    def forward(self, x: torch.Tensor, rain_mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), rain_mask)
+        return x + self.ffn(self.norm2(x))
+
+
+class Stage(nn.Module):
+    """`depth` blocks of one kind on (B, C, H, W) maps; odd blocks shift their windows (Swin)."""
+
+    def __init__(self, kind: BlockKind, depth: int, dim: int, heads: int, window: int, clusters: int,
+                 ffn_expansion: float) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            TransformerBlock(kind, dim, heads, window, clusters, shift=i % 2 == 1, ffn_expansion=ffn_expansion)
+            for i in range(depth)
+        )
+
+    def forward(self, x: torch.Tensor, rain_mask: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W), rain_mask (B, 1, H, W)."""
+        x, mask = x.permute(0, 2, 3, 1), rain_mask.permute(0, 2, 3, 1)
+        for block in self.blocks:
+            x = block(x, mask)
+        return x.permute(0, 3, 1, 2)

@@ -1,0 +1,102 @@
+"""The dual-stage deraining network: a U-shaped encoder of masked attention blocks (stage 1, rain
+streak suppression) and a decoder of non-local attention blocks (stage 2, detail reconstruction),
+predicting a residual that is added to the input."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import Stage
+from .config import ModelConfig, get_config
+from .mask import RainMask
+from .nonlocal_attention import NonLocalAttention
+from .sorting import SortMethod
+
+
+class Downsample(nn.Module):
+    """Halve the resolution, double the channels: 3x3 conv then PixelUnshuffle (Restormer)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(dim, dim // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class Upsample(nn.Module):
+    """Double the resolution, halve the channels: 3x3 conv then PixelShuffle (sub-pixel conv)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(dim, dim * 2, 3, padding=1, bias=False), nn.PixelShuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class DerainNet(nn.Module):
+    """(B, 3, H, W) rainy image in [0, 1] -> derained image of the same size (not clamped)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg = config
+        dims = [cfg.channels * 2**i for i in range(cfg.levels + 1)]
+
+        def stage(kind, depth, level):  # noqa: ANN001, ANN202 - local shorthand
+            return Stage(kind, depth, dims[level], cfg.heads[level], cfg.window, cfg.clusters, cfg.ffn_expansion)
+
+        self.rain_mask = RainMask(cfg.mask_kernel, cfg.mask_threshold_std, cfg.mask_threshold_floor, cfg.mask_softness)
+        self.embed = nn.Conv2d(3, cfg.channels, 3, padding=1)
+        self.encoder = nn.ModuleList(stage(cfg.encoder_block, n, i) for i, n in enumerate(cfg.encoder_blocks))
+        self.down = nn.ModuleList(Downsample(dims[i]) for i in range(cfg.levels))
+        self.bottleneck = stage(cfg.bottleneck_block, cfg.bottleneck_blocks, cfg.levels)
+        # Decoder modules are indexed by level (0 = full resolution), run from coarse to fine.
+        self.up = nn.ModuleList(Upsample(dims[i + 1]) for i in range(cfg.levels))
+        self.fuse = nn.ModuleList(nn.Conv2d(2 * dims[i], dims[i], 1) for i in range(cfg.levels))
+        self.decoder = nn.ModuleList(
+            stage(cfg.decoder_block, n, i) for i, n in zip(reversed(range(cfg.levels)), cfg.decoder_blocks)
+        )[::-1]
+        self.refine = stage(cfg.decoder_block, cfg.refine_blocks, 0)
+        self.head = nn.Conv2d(cfg.channels, 3, 3, padding=1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        x = pad_to_multiple(image, self.config.size_multiple)
+        masks = self.rain_mask.pyramid(x, self.config.levels)
+
+        features = self.embed(x)
+        skips = []
+        for level, (stage, down) in enumerate(zip(self.encoder, self.down)):
+            features = stage(features, masks[level])
+            skips.append(features)
+            features = down(features)
+        features = self.bottleneck(features, masks[-1])
+        for level in reversed(range(self.config.levels)):
+            features = self.fuse[level](torch.cat([self.up[level](features), skips[level]], dim=1))
+            features = self.decoder[level](features, masks[level])
+        features = self.refine(features, masks[0])
+        return (x + self.head(features))[..., :height, :width]
+
+    def set_sort_method(self, method: SortMethod) -> None:
+        """Choose the NAB rearrangement: "argsort" (reference) or "counting" (export-friendly)."""
+        for module in self.modules():
+            if isinstance(module, NonLocalAttention):
+                module.sort_method = method
+
+
+def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad bottom/right so H and W are multiples of `multiple`: reflect where the image is large
+    enough to mirror, else replicate the border."""
+    height, width = image.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if not pad_h and not pad_w:
+        return image
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    return F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def build_model(name: str | ModelConfig) -> DerainNet:
+    return DerainNet(name if isinstance(name, ModelConfig) else get_config(name))

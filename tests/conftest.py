@@ -1,0 +1,23 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from derain.model import build_model, save_checkpoint
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained `tiny` checkpoint: fast, and enough to exercise the command line."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(build_model("tiny"), path, {"note": "untrained, for tests"})
+    return path
+
+
+def run_derain(*args: str) -> subprocess.CompletedProcess:
+    """The real command line, in a subprocess: exit codes and stderr as a user sees them."""
+    return subprocess.run([sys.executable, "-m", "derain", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)

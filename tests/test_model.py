@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from derain.model import CONFIGS, build_model, get_config, load_checkpoint, save_checkpoint
+from derain.model.network import pad_to_multiple
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 5), (17, 23), (33, 47), (64, 64)])
+def test_output_has_input_size_for_any_size(size):
+    model = build_model("tiny").eval()
+    image = torch.rand(2, 3, *size)
+    with torch.no_grad():
+        assert model(image).shape == image.shape
+
+
+@pytest.mark.parametrize("encoder,decoder", [("stb", "stb"), ("mab", "stb"), ("stb", "nab"), ("nab", "nab"),
+                                             ("mab", "mab")])
+def test_table2_ablations_build_and_run(encoder, decoder):
+    model = build_model(get_config("tiny").with_blocks(encoder, decoder)).eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 20, 24)).shape == (1, 3, 20, 24)
+
+
+def test_padding_reflects_large_images_and_replicates_tiny_ones():
+    image = torch.arange(12.0).reshape(1, 1, 3, 4)
+    padded = pad_to_multiple(image, 8)
+    assert padded.shape[-2:] == (8, 8)
+    assert torch.equal(padded[..., :3, :4], image)
+    big = torch.rand(1, 1, 10, 10)
+    assert torch.equal(pad_to_multiple(big, 8)[..., 10, :10], big[..., 8, :])  # mirror of row 8
+
+
+def test_edge_config_fits_the_jetson_budget():
+    params = sum(p.numel() for p in build_model("edge").parameters())
+    assert params <= 1_500_000
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    model = build_model("tiny").train()
+    rainy, clean = torch.rand(2, 3, 24, 20), torch.rand(2, 3, 24, 20)
+    torch.nn.functional.l1_loss(model(rainy), clean).backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_training_forward_moves_centroids_and_eval_does_not():
+    model = build_model("tiny")
+    centroids = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("centroids")}
+    assert centroids
+    with torch.no_grad():
+        model.eval()(torch.rand(1, 3, 16, 16))
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in centroids.items())
+        model.train()(torch.rand(1, 3, 16, 16))
+    assert any(not torch.equal(model.state_dict()[k], v) for k, v in centroids.items())
+
+
+def test_eval_mode_is_deterministic_and_survives_a_checkpoint(tmp_path):
+    torch.manual_seed(1)
+    model = build_model("tiny").eval()
+    image = torch.rand(1, 3, 21, 30)
+    with torch.no_grad():
+        first, second = model(image), model(image)
+    assert torch.equal(first, second)
+    save_checkpoint(model, tmp_path / "m.pt", {"hello": "world"})
+    loaded, meta = load_checkpoint(tmp_path / "m.pt")
+    assert meta == {"hello": "world"} and loaded.config == model.config
+    with torch.no_grad():
+        assert torch.equal(loaded(image), first)
+
+
+def test_counting_sort_model_equals_argsort_model():
+    torch.manual_seed(2)
+    model = build_model("tiny").eval()
+    image = torch.rand(1, 3, 32, 24)
+    with torch.no_grad():
+        reference = model(image)
+        model.set_sort_method("counting")
+        assert torch.equal(model(image), reference)
+
+
+def test_unknown_config_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown model config 'huge'"):
+        get_config("huge")
+    assert set(CONFIGS) == {"paper", "edge", "tiny"}
