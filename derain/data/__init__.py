@@ -1,0 +1,1 @@
+"""Paired data, image/video I/O, synthetic rain and PSNR/SSIM."""

@@ -1,0 +1,124 @@
+"""Reading and writing images and videos, keeping what the user gave us.
+
+The network sees float32 RGB in [0, 1]. Grayscale and RGBA inputs are converted for it and
+converted back on output (gray stays gray, alpha is kept); 16-bit images keep their depth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..atomic import atomic_path
+from ..errors import DerainError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
+# FourCC per container; all are written by the FFmpeg inside the opencv-python wheel.
+_FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
+_MAX_VALUE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+@dataclass
+class Image:
+    rgb: np.ndarray  # float32 (H, W, 3) in [0, 1]
+    dtype: np.dtype  # uint8 or uint16, as read
+    grayscale: bool = False
+    alpha: np.ndarray | None = None  # the input's alpha channel, untouched
+
+    def with_rgb(self, rgb: np.ndarray) -> "Image":
+        return Image(rgb, self.dtype, self.grayscale, self.alpha)
+
+
+def read_image(path: str | Path) -> Image:
+    path = Path(path)
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise DerainError(f"{path}: cannot read image (corrupt, empty or not a {path.suffix} file)")
+    if pixels.dtype not in _MAX_VALUE:
+        raise DerainError(f"{path}: unsupported pixel type {pixels.dtype} (need 8- or 16-bit)")
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    if channels not in (1, 3, 4):
+        raise DerainError(f"{path}: unsupported image with {channels} channels")
+    rgb = pixels.astype(np.float32) / _MAX_VALUE[pixels.dtype]
+    if channels == 1:
+        rgb = np.repeat(rgb.reshape(*rgb.shape[:2], 1), 3, axis=2)
+    else:
+        rgb = cv2.cvtColor(rgb[:, :, :3], cv2.COLOR_BGR2RGB)
+    return Image(np.ascontiguousarray(rgb), pixels.dtype, channels == 1, pixels[:, :, 3] if channels == 4 else None)
+
+
+def to_pixels(rgb: np.ndarray, dtype: np.dtype = np.dtype(np.uint8)) -> np.ndarray:
+    """float RGB -> BGR integers of `dtype`, clipped and rounded."""
+    bgr = cv2.cvtColor(np.clip(rgb, 0.0, 1.0).astype(np.float32), cv2.COLOR_RGB2BGR)
+    return np.rint(bgr * _MAX_VALUE[np.dtype(dtype)]).astype(dtype)
+
+
+def from_pixels(bgr: np.ndarray) -> np.ndarray:
+    """uint8 BGR (a video frame) -> float32 RGB in [0, 1]."""
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+
+
+def write_image(path: str | Path, image: Image) -> None:
+    pixels = to_pixels(image.rgb, image.dtype)
+    if image.grayscale:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
+    elif image.alpha is not None:
+        pixels = np.dstack([pixels, image.alpha])
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), pixels):
+            raise DerainError(f"{path}: OpenCV could not write this image")
+
+
+@dataclass
+class VideoInfo:
+    frames: int  # as the container reports it; may be approximate
+    fps: float
+    width: int
+    height: int
+
+
+def open_video(path: str | Path) -> tuple[cv2.VideoCapture, VideoInfo]:
+    path = Path(path)
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise DerainError(f"{path}: cannot open video (corrupt or unsupported codec)")
+    info = VideoInfo(
+        frames=int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+        fps=capture.get(cv2.CAP_PROP_FPS) or 25.0,
+        width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+    )
+    if info.width <= 0 or info.height <= 0:
+        capture.release()
+        raise DerainError(f"{path}: video has no readable frames")
+    return capture, info
+
+
+def read_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    """uint8 BGR frames until the stream ends."""
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return
+        yield frame
+
+
+def video_writer(path: Path, info: VideoInfo) -> cv2.VideoWriter:
+    fourcc = cv2.VideoWriter_fourcc(*_FOURCC[path.suffix.lower()])
+    writer = cv2.VideoWriter(str(path), fourcc, info.fps, (info.width, info.height))
+    if not writer.isOpened():
+        raise DerainError(f"{path}: OpenCV cannot write this video")
+    return writer
