@@ -1,0 +1,101 @@
+"""The main job: derain image files, folders and video files with a checkpoint (torch on CPU by
+default). Outputs keep the input's size and format; every file is written atomically."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .atomic import atomic_path, ensure_directory
+from .data.io import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, from_pixels, is_image, is_video, open_video, read_frames,
+                      read_image, to_pixels, video_writer, write_image)
+from .errors import DerainError
+from .model import DerainNet, load_checkpoint
+from .model.inference import derain_array
+
+_SUPPORTED = f"images: {' '.join(IMAGE_EXTENSIONS)}; videos: {' '.join(VIDEO_EXTENSIONS)}"
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    target: Path
+
+    @property
+    def video(self) -> bool:
+        return is_video(self.source)
+
+
+def _sources(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and (is_image(p) or is_video(p)))
+        if not files:
+            raise DerainError(f"{path}: folder has no images or videos ({_SUPPORTED})")
+        return files
+    if not path.exists():
+        raise DerainError(f"{path}: no such file or folder")
+    if not (is_image(path) or is_video(path)):
+        raise DerainError(f"{path}: unsupported file type '{path.suffix}' ({_SUPPORTED})")
+    return [path]
+
+
+def plan_jobs(inputs: list[Path], output: Path) -> list[Job]:
+    """Where each input goes. One input file with an output that has a suffix: that file.
+    Otherwise `output` is a folder and outputs keep their names."""
+    sources = [source for path in inputs for source in _sources(path)]
+    if len(inputs) == 1 and inputs[0].is_file() and output.suffix and not output.is_dir():
+        source = sources[0]
+        if is_image(source) != is_image(output) or not (is_image(output) or is_video(output)):
+            kind = "an image" if is_image(source) else "a video"
+            raise DerainError(f"{output}: output must be {kind} file like {source.name} ({_SUPPORTED})")
+        return [Job(source, output)]
+    if output.is_file():
+        raise DerainError(f"{output}: is a file; give a folder for folder or multiple inputs")
+    jobs = [Job(source, output / source.name) for source in sources]
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        if job.target in seen:
+            raise DerainError(f"{job.source}: would overwrite the output of {seen[job.target]} ({job.target})")
+        seen[job.target] = job.source
+    return jobs
+
+
+def derain_image(model: DerainNet, job: Job) -> None:
+    image = read_image(job.source)
+    write_image(job.target, image.with_rgb(derain_array(model, image.rgb)))
+
+
+def derain_video(model: DerainNet, job: Job) -> None:
+    capture, info = open_video(job.source)
+    frames = 0
+    try:
+        with atomic_path(job.target) as tmp:
+            writer = video_writer(tmp, info)
+            try:
+                for frame in tqdm(read_frames(capture), total=info.frames or None, desc=job.source.name,
+                                  unit="frame"):
+                    writer.write(to_pixels(derain_array(model, from_pixels(frame))))
+                    frames += 1
+            finally:
+                writer.release()
+            if frames == 0:
+                raise DerainError(f"{job.source}: video has no readable frames")
+    finally:
+        capture.release()
+
+
+def derain_paths(inputs: list[Path], output: Path, checkpoint: Path | None = None, device: str = "cpu") -> list[Job]:
+    """Check every input and the output first, then derain; returns the jobs done."""
+    jobs = plan_jobs(inputs, output)
+    for folder in {job.target.parent for job in jobs}:
+        ensure_directory(folder)
+    model, _ = load_checkpoint(checkpoint, device=device)
+    images = [job for job in jobs if not job.video]
+    for job in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
+        derain_image(model, job)
+    for job in jobs:
+        if job.video:
+            derain_video(model, job)
+    return jobs

@@ -1,0 +1,5 @@
+"""Training loop and PSNR/SSIM evaluation."""
+
+from .loop import TrainSettings, evaluate, train
+
+__all__ = ["TrainSettings", "evaluate", "train"]

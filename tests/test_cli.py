@@ -1,0 +1,129 @@
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import run_derain
+from derain.model import build_model
+
+
+def _write_image(path: Path, shape=(37, 50, 3), dtype=np.uint8, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype, endpoint=True)
+    assert cv2.imwrite(str(path), pixels)
+    return pixels
+
+
+def _write_video(path: Path, frames: int = 6, size=(40, 32)) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12, size)
+    for i in range(frames):
+        writer.write(np.full((size[1], size[0], 3), 20 * i, np.uint8))
+    writer.release()
+
+
+def _one_error_line(result) -> str:
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("derain: error: ")
+    return lines[0]
+
+
+def _no_files(folder: Path) -> bool:
+    return not folder.exists() or not any(p.is_file() for p in folder.rglob("*"))
+
+
+def test_info_json_lists_every_config_with_counted_params():
+    result = run_derain("info", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["model"]: row for row in json.loads(result.stdout)}
+    assert set(rows) == {"paper", "edge", "tiny"}
+    for name, row in rows.items():
+        assert row["params"] == sum(p.numel() for p in build_model(name).parameters())
+        assert 0 < row["gflops"]["256x256"] < row["gflops"]["1280x720"]
+    assert rows["tiny"]["gflops"]["256x256"] < rows["edge"]["gflops"]["256x256"] < rows["paper"]["gflops"]["256x256"]
+
+
+def test_run_one_image_keeps_size_and_format(tmp_path, tiny_checkpoint):
+    source = tmp_path / "rainy.jpg"
+    pixels = _write_image(source)
+    result = run_derain("run", source, "-o", tmp_path / "out" / "clean.jpg", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 0, result.stderr
+    output = cv2.imread(str(tmp_path / "out" / "clean.jpg"), cv2.IMREAD_UNCHANGED)
+    assert output.shape == pixels.shape and output.dtype == np.uint8
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["clean.jpg"]  # no temporary left behind
+
+
+def test_run_folder_and_video(tmp_path, tiny_checkpoint):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _write_image(folder / "a.png", seed=1)
+    _write_image(folder / "b.bmp", shape=(20, 30, 3), seed=2)
+    (folder / "notes.txt").write_text("not an image, skipped")
+    _write_video(folder / "clip.avi")
+    result = run_derain("run", folder, "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.bmp", "clip.avi"]
+    assert cv2.imread(str(tmp_path / "out" / "b.bmp")).shape == (20, 30, 3)
+    capture = cv2.VideoCapture(str(tmp_path / "out" / "clip.avi"))
+    frames = []
+    while (frame := capture.read())[0]:
+        frames.append(frame[1])
+    assert len(frames) == 6 and frames[0].shape == (32, 40, 3)
+    assert "frame" in result.stderr  # the video's progress bar
+
+
+def test_grayscale_rgba_and_16bit_are_converted_and_kept(tmp_path, tiny_checkpoint):
+    gray = _write_image(tmp_path / "gray.png", shape=(30, 41))
+    rgba = _write_image(tmp_path / "rgba.png", shape=(30, 41, 4))
+    deep = _write_image(tmp_path / "deep.png", shape=(30, 41, 3), dtype=np.uint16)
+    result = run_derain("run", tmp_path / "gray.png", tmp_path / "rgba.png", tmp_path / "deep.png",
+                        "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 0, result.stderr
+    read = {name: cv2.imread(str(tmp_path / "out" / name), cv2.IMREAD_UNCHANGED) for name in
+            ("gray.png", "rgba.png", "deep.png")}
+    assert read["gray.png"].shape == gray.shape
+    assert read["rgba.png"].shape == rgba.shape and np.array_equal(read["rgba.png"][:, :, 3], rgba[:, :, 3])
+    assert read["deep.png"].dtype == np.uint16 and read["deep.png"].shape == deep.shape
+
+
+def test_corrupt_image_is_one_line_error_and_no_output(tmp_path, tiny_checkpoint):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    line = _one_error_line(run_derain("run", bad, "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint))
+    assert str(bad) in line and "cannot read image" in line
+    assert _no_files(tmp_path / "out")
+
+
+def test_corrupt_video_is_one_line_error_and_no_output(tmp_path, tiny_checkpoint):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
+    line = _one_error_line(run_derain("run", bad, "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint))
+    assert str(bad) in line
+    assert _no_files(tmp_path / "out")
+
+
+@pytest.mark.parametrize("case", ["unsupported", "empty folder", "missing", "unwritable", "kind mismatch",
+                                  "bad checkpoint"])
+def test_bad_input_gives_one_line_naming_the_file(tmp_path, tiny_checkpoint, case):
+    image = tmp_path / "ok.png"
+    _write_image(image)
+    args, named = {
+        "unsupported": (["run", tmp_path / "anim.gif"], tmp_path / "anim.gif"),
+        "empty folder": (["run", tmp_path / "empty"], tmp_path / "empty"),
+        "missing": (["run", tmp_path / "nope.png"], tmp_path / "nope.png"),
+        "unwritable": (["run", image, "-o", tmp_path / "ok.png" / "sub" / "x.png"], tmp_path / "ok.png" / "sub"),
+        "kind mismatch": (["run", image, "-o", tmp_path / "out.mp4"], tmp_path / "out.mp4"),
+        "bad checkpoint": (["run", image, "-o", tmp_path / "o.png", "--checkpoint", image], image),
+    }[case]
+    (tmp_path / "anim.gif").write_bytes(b"GIF89a")
+    (tmp_path / "empty").mkdir()
+    if "-o" not in args:
+        args += ["-o", tmp_path / "out"]
+    if "--checkpoint" not in args:
+        args += ["--checkpoint", tiny_checkpoint]
+    line = _one_error_line(run_derain(*args))
+    assert str(named) in line
+    assert _no_files(tmp_path / "out") and not (tmp_path / "o.png").exists()
