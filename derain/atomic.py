@@ -4,7 +4,7 @@ or interrupted run never leaves a half-written file under the real name."""
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,20 +14,17 @@ from .errors import DerainError
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path with the same suffix as `path` (OpenCV picks formats by suffix);
-    on success it is renamed to `path`, on error removed."""
+    """Yield a temporary path beside `path` with the same suffix (OpenCV picks formats by suffix);
+    on success it is renamed to `path`, on error removed. The writer creates the file, so it gets
+    the user's usual permissions (mkstemp would make it owner-only)."""
     path = Path(path)
     ensure_directory(path.parent)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    except OSError as error:
-        raise DerainError(f"{path}: cannot write here ({error.strerror or error})") from error
-    os.close(fd)
-    try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
