@@ -4,6 +4,9 @@ predicting a residual that is added to the input."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -82,9 +85,29 @@ class DerainNet(nn.Module):
 
     def set_sort_method(self, method: SortMethod) -> None:
         """Choose the NAB rearrangement: "argsort" (reference) or "counting" (export-friendly)."""
-        for module in self.modules():
-            if isinstance(module, NonLocalAttention):
+        for module in self.nonlocal_attentions():
+            module.sort_method = method
+
+    def nonlocal_attentions(self) -> list[NonLocalAttention]:
+        return [module for module in self.modules() if isinstance(module, NonLocalAttention)]
+
+    @contextmanager
+    def export_mode(self) -> Iterator["DerainNet"]:
+        """Every change the model needs for ONNX/TensorRT, in one place; undone on exit.
+
+        - eval mode (no centroid updates);
+        - NAB rearrangement by counting sort: argsort exports as TopK, which TensorRT caps at
+          K = 3840 tokens, and its output order would be the only data-dependent part."""
+        was_training = self.training
+        methods = [module.sort_method for module in self.nonlocal_attentions()]
+        self.eval()
+        self.set_sort_method("counting")
+        try:
+            yield self
+        finally:
+            for module, method in zip(self.nonlocal_attentions(), methods):
                 module.sort_method = method
+            self.train(was_training)
 
 
 def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""PyTorch -> ONNX, export checks, FP16 ONNX and the TensorRT compatibility lint."""

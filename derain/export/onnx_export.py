@@ -1,0 +1,37 @@
+"""PyTorch -> ONNX for TensorRT: static shapes, opset 17, the model's export mode, onnxsim, checker."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..atomic import atomic_path
+from ..errors import DerainError
+from ..model import DerainNet
+
+INPUT_NAME = "rainy"  # (N, 3, H, W) float32 RGB in [0, 1]
+OUTPUT_NAME = "derained"  # same shape; not clamped
+OPSET = 17  # the first with LayerNormalization; TensorRT 10.3 parses opsets up to 20
+
+
+def export_onnx(model: DerainNet, path: str | Path, height: int, width: int, batch: int = 1) -> Path:
+    """Export `model` at one static input shape, simplify it and check it; written atomically."""
+    import onnx
+    import onnxsim
+
+    if min(height, width, batch) < 1:
+        raise DerainError(f"{path}: export shape must be positive, got batch={batch} {height}x{width}")
+    example = torch.rand(batch, 3, height, width)
+    with atomic_path(path) as tmp, model.export_mode(), torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript exporter: the dynamo one starts at opset 18 and we promise 17.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(tmp), opset_version=OPSET, input_names=[INPUT_NAME],
+                          output_names=[OUTPUT_NAME], dynamo=False, do_constant_folding=True)
+        simplified, ok = onnxsim.simplify(onnx.load(str(tmp)))
+        if not ok:
+            raise DerainError(f"{path}: onnxsim's simplified graph does not match the exported one")
+        onnx.checker.check_model(simplified, full_check=True)
+        onnx.save(simplified, str(tmp))
+    return Path(path)

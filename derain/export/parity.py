@@ -1,0 +1,87 @@
+"""Does the ONNX graph compute what the PyTorch model does? Polygraphy's Comparator on ONNX Runtime."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..model import DerainNet
+from .onnx_export import INPUT_NAME, OUTPUT_NAME
+
+# FP32 vs FP32 tolerances. Kernels differ in summation order (~1e-6), and a pixel whose two nearest
+# NAB centroids are that close may change cluster, shifting its chunk: errors stay local and small.
+ATOL, RTOL = 1e-3, 1e-3
+
+
+def _torch_runner(model: DerainNet, shape: tuple[int, ...]):  # noqa: ANN202 - polygraphy is imported lazily
+    from polygraphy.backend.base import BaseRunner
+    from polygraphy.common import TensorMetadata
+
+    class TorchCpuRunner(BaseRunner):
+        """Polygraphy's PytRunner moves inputs to CUDA; this one runs where the model is."""
+
+        def __init__(self) -> None:
+            super().__init__(name="pytorch")
+
+        def get_input_metadata_impl(self) -> TensorMetadata:
+            return TensorMetadata().add(INPUT_NAME, np.float32, shape)
+
+        def infer_impl(self, feed_dict: dict) -> OrderedDict:
+            started = time.perf_counter()
+            with torch.no_grad(), model.export_mode():
+                output = model(torch.from_numpy(feed_dict[INPUT_NAME]))
+            self.inference_time = time.perf_counter() - started
+            return OrderedDict([(OUTPUT_NAME, output.numpy())])
+
+    return TorchCpuRunner()
+
+
+def quiet_polygraphy():  # noqa: ANN201 - a context manager
+    """Polygraphy logs every iteration; we report the numbers ourselves. Failures still raise."""
+    from polygraphy.logger import G_LOGGER
+
+    return G_LOGGER.verbosity(G_LOGGER.CRITICAL)
+
+
+@dataclass
+class Parity:
+    passed: bool
+    atol: float
+    rtol: float
+    max_abs: float
+    median_abs: float
+    mean_abs: float
+
+    def summary(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        return (f"{verdict}: ONNX Runtime vs PyTorch max |err| {self.max_abs:.3g}, median {self.median_abs:.3g} "
+                f"(atol {self.atol:g}, rtol {self.rtol:g})")
+
+
+def check_parity(model: DerainNet, onnx_path: str | Path, inputs: list[np.ndarray], atol: float = ATOL,
+                 rtol: float = RTOL) -> Parity:
+    """Run `inputs` through PyTorch and ONNX Runtime (CPU) with Polygraphy and compare."""
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+    from polygraphy.comparator import CompareFunc, Comparator
+
+    onnx_runner = OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=["CPUExecutionProvider"]), name="onnxrt")
+    with quiet_polygraphy():
+        results = Comparator.run([_torch_runner(model, inputs[0].shape), onnx_runner],
+                                 data_loader=[{INPUT_NAME: x} for x in inputs])
+        accuracy = Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(atol=atol, rtol=rtol))
+    # Polygraphy >= 0.50 returns a list of results (one per compare function), older ones one dict.
+    per_function = [accuracy] if hasattr(accuracy, "values") else list(accuracy)
+    stats = [step[OUTPUT_NAME] for result in per_function for pair in result.values() for step in pair]
+    return Parity(
+        passed=bool(accuracy),
+        atol=atol,
+        rtol=rtol,
+        max_abs=float(max(s.max_absdiff for s in stats)),
+        median_abs=float(np.median([s.median_absdiff for s in stats])),
+        mean_abs=float(np.mean([s.mean_absdiff for s in stats])),
+    )
