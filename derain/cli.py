@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 from .errors import DerainError
+from .model.config import CONFIGS
 
 
 def _info(args: argparse.Namespace) -> None:
     from .info import model_info
-    from .model import CONFIGS
 
     rows = [model_info(name) for name in ([args.model] if args.model else CONFIGS)]
     if args.json:
@@ -46,11 +46,91 @@ def _train(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from .data.datasets import load_pairs
     from .model import load_checkpoint
+    from .model.checkpoint import record_in_checkpoint
     from .train import evaluate
 
+    if args.record and args.checkpoint is None:
+        raise DerainError("--record needs --checkpoint (the bundled checkpoint is part of the package)")
     model, _ = load_checkpoint(args.checkpoint, device=args.device)
     result = {"data": args.data, **evaluate(model, load_pairs(args.data))}
     print(json.dumps(result, indent=2))
+    if args.record:
+        key = "synthetic_eval" if args.data == "synthetic" else f"eval:{args.data}"
+        record_in_checkpoint(args.checkpoint, key, result)
+
+
+def _export(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .export.fp16 import convert_to_fp16
+    from .export.onnx_export import export_onnx
+    from .export.parity import check_parity
+    from .model import load_checkpoint
+
+    model, _ = load_checkpoint(args.checkpoint)
+    path = export_onnx(model, args.output, args.height, args.width, args.batch)
+    print(f"wrote {path} (opset 17, input rainy {args.batch}x3x{args.height}x{args.width}, simplified, checked)")
+    rng = np.random.default_rng(0)
+    parity = check_parity(model, path, [rng.random((args.batch, 3, args.height, args.width), dtype=np.float32)
+                                        for _ in range(2)])
+    print(parity.summary())
+    if args.fp16:
+        fp16 = convert_to_fp16(path, path.with_suffix(".fp16.onnx"))
+        print(f"wrote {fp16} (FP16; LayerNorm, Softmax and the NAB sort kept FP32)")
+    if args.lint:
+        _print_lint(path, args.targets)
+    if not parity.passed:
+        raise DerainError(f"{path}: ONNX Runtime output differs from PyTorch beyond the tolerance")
+
+
+def _print_lint(path: Path, targets: str) -> None:
+    from .export.lint import lint_file
+
+    findings = lint_file(path, tuple(targets.split(",")))
+    for finding in findings:
+        print(finding)
+    errors = sum(f.level == "error" for f in findings)
+    print(f"lint {path}: {errors} errors, {len(findings) - errors} warnings/notes for TensorRT {targets}")
+    if errors:
+        raise DerainError(f"{path}: {errors} TensorRT compatibility errors (listed above)")
+
+
+def _lint(args: argparse.Namespace) -> None:
+    if not args.model.is_file():
+        raise DerainError(f"{args.model}: no such file")
+    _print_lint(args.model, args.targets)
+
+
+def _calib(args: argparse.Namespace) -> None:
+    from .calib.frames import sample_frames, save_calibration
+
+    frames = sample_frames(args.source, args.num, args.height, args.width, seed=args.seed)
+    save_calibration(frames, args.output)
+    print(f"wrote {args.output}: {frames.shape[0]} frames of 3x{args.height}x{args.width} float32 ('rainy')")
+
+
+def _quantize(args: argparse.Namespace) -> None:
+    from .calib.frames import load_calibration
+    from .calib.quantize import quantize_onnx
+
+    if not args.model.is_file():
+        raise DerainError(f"{args.model}: no such file")
+    quantize_onnx(args.model, load_calibration(args.calib), args.output)
+    print(f"wrote {args.output} (INT8 Q/DQ, symmetric, per-channel weights)")
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from .data.datasets import load_pairs
+    from .validate.report import validate, write_report
+
+    models = {"fp32": args.onnx, "fp16": args.fp16, "int8": args.int8, "engine": args.engine}
+    models = {precision: path for precision, path in models.items() if path is not None}
+    report, panels = validate(models, load_pairs(args.data), args.max_loss_db, str(args.data))
+    for path in write_report(report, panels, args.output):
+        print(f"wrote {path}")
+    print((args.output / "report.md").read_text())
+    if not report.passed:
+        raise DerainError(f"PSNR loss above {args.max_loss_db} dB (see {args.output / 'report.md'})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,12 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     info = sub.add_parser("info", help="parameters and GFLOPs of the model configs")
-    info.add_argument("--model", choices=None, help="one config (default: all)")
+    info.add_argument("--model", choices=tuple(CONFIGS), help="one config (default: all)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=_info)
 
     train = sub.add_parser("train", help="train a model on paired folders or synthetic rain")
-    train.add_argument("--model", default="edge", help="config name: paper, edge or tiny")
+    train.add_argument("--model", default="edge", choices=tuple(CONFIGS), help="model config")
     train.add_argument("--data", default="synthetic", help='"synthetic" or a folder with rain/ and norain/')
     train.add_argument("--steps", type=int, default=2000)
     train.add_argument("--batch", type=int, default=8)
@@ -88,7 +168,48 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", type=Path, help="default: the bundled checkpoint")
     evaluate.add_argument("--data", default="synthetic", help='"synthetic" (held-out photos) or a paired folder')
     evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--record", action="store_true", help="also store the scores in the checkpoint's meta")
     evaluate.set_defaults(func=_eval)
+    export = sub.add_parser("export", help="checkpoint -> static-shape ONNX for TensorRT, with a parity check")
+    export.add_argument("--checkpoint", type=Path, help="default: the bundled checkpoint")
+    export.add_argument("--height", type=int, required=True)
+    export.add_argument("--width", type=int, required=True)
+    export.add_argument("--batch", type=int, default=1)
+    export.add_argument("--fp16", action="store_true", help="also write <output>.fp16.onnx for strongly typed TRT")
+    export.add_argument("--lint", action="store_true", help="also run the TensorRT compatibility lint")
+    export.add_argument("--targets", default="10.3,10.13,11", help="TensorRT versions for the lint")
+    export.add_argument("-o", "--output", required=True, type=Path)
+    export.set_defaults(func=_export)
+
+    lint = sub.add_parser("lint", help="TensorRT compatibility lint of an ONNX model (exit 1 on errors)")
+    lint.add_argument("model", type=Path)
+    lint.add_argument("--targets", default="10.3,10.13,11", help="TensorRT versions: 10.3, 10.13, 11")
+    lint.set_defaults(func=_lint)
+
+    calib = sub.add_parser("calib", help="calibration frames from a video or a folder of images")
+    calib.add_argument("--source", required=True, type=Path, help="video file or folder of images")
+    calib.add_argument("--num", type=int, default=64, help="frames, spread over the whole source")
+    calib.add_argument("--height", type=int, required=True)
+    calib.add_argument("--width", type=int, required=True)
+    calib.add_argument("--seed", type=int, default=0)
+    calib.add_argument("-o", "--output", required=True, type=Path, help="calib.npz")
+    calib.set_defaults(func=_calib)
+
+    quantize = sub.add_parser("quantize", help="ONNX + calib.npz -> INT8 Q/DQ ONNX (ONNX Runtime quantize_static)")
+    quantize.add_argument("model", type=Path)
+    quantize.add_argument("--calib", required=True, type=Path)
+    quantize.add_argument("-o", "--output", required=True, type=Path)
+    quantize.set_defaults(func=_quantize)
+
+    check = sub.add_parser("validate", help="PSNR/SSIM of FP32/FP16/INT8 vs ground truth and the loss vs FP32")
+    check.add_argument("--data", default="synthetic", help='paired folder (rain/, norain/) or "synthetic"')
+    check.add_argument("--onnx", required=True, type=Path, help="the FP32 ONNX (reference)")
+    check.add_argument("--fp16", type=Path)
+    check.add_argument("--int8", type=Path)
+    check.add_argument("--engine", type=Path, help="a TensorRT engine built from the same ONNX")
+    check.add_argument("--max-loss-db", type=float, required=True)
+    check.add_argument("-o", "--output", type=Path, default=Path("report"), help="report folder")
+    check.set_defaults(func=_validate)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Calibration frames and INT8 Q/DQ quantization."""

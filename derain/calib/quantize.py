@@ -1,0 +1,48 @@
+"""INT8 explicit quantization (Q/DQ) that TensorRT consumes, with ONNX Runtime's quantize_static.
+
+Symmetric INT8 (zero points 0, as TensorRT requires), per-channel weights, MinMax calibration on
+calib.npz. Quantized: the inputs of Conv, MatMul and Gemm, where INT8 pays in TensorRT. Left in
+float: LayerNormalization, Softmax (never in op_types) and the NAB's cluster assignment and
+counting sort (excluded by name: an INT8 similarity would move pixels between clusters)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..export.fp16 import sort_subgraph
+from ..export.onnx_export import INPUT_NAME
+
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+
+
+def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Path) -> Path:
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Frames(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration[i : i + 1] for i in range(len(calibration)))
+
+        def get_next(self) -> dict | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    model = onnx.load(str(source))
+    for index, node in enumerate(model.graph.node):  # exclusion works by node name
+        node.name = node.name or f"{node.op_type}_{index}"
+    with atomic_path(target) as tmp:
+        quantize_static(
+            model, str(tmp), Frames(), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
+            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            nodes_to_exclude=sorted(sort_subgraph(model)), calibrate_method=CalibrationMethod.MinMax,
+            extra_options={
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "QuantizeBias": False,  # INT32 bias DequantizeLinear is not a TensorRT input type
+            },
+        )
+    return Path(target)

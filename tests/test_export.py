@@ -1,0 +1,110 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+onnx = pytest.importorskip("onnx", reason="export needs the `export` extra (onnx, onnxsim, onnxruntime, polygraphy)")
+ort = pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper  # noqa: E402
+
+from derain.export.fp16 import convert_to_fp16, sort_subgraph  # noqa: E402
+from derain.export.lint import lint_model  # noqa: E402
+from derain.export.onnx_export import INPUT_NAME, OPSET, export_onnx  # noqa: E402
+from derain.export.parity import check_parity  # noqa: E402
+from derain.model import build_model  # noqa: E402
+
+
+def _inputs(shape, count=2):
+    rng = np.random.default_rng(0)
+    return [rng.random(shape, dtype=np.float32) for _ in range(count)]
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("tiny")
+    path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", 48, 64)
+    return model, path
+
+
+@pytest.mark.parametrize("name,size", [("tiny", (48, 64)), ("tiny", (37, 50)), ("edge", (64, 64)),
+                                       ("edge", (72, 96))])
+def test_export_is_static_opset17_without_topk_or_nonzero_and_matches_pytorch(tmp_path, name, size):
+    torch.manual_seed(0)
+    model = build_model(name)
+    path = export_onnx(model, tmp_path / f"{name}.onnx", *size)
+    graph = onnx.load(str(path))
+    ops = Counter(node.op_type for node in graph.graph.node)
+    assert graph.opset_import[0].version == OPSET
+    assert ops["TopK"] == 0 and ops["NonZero"] == 0
+    assert ops["ScatterElements"] > 0 and ops["CumSum"] > 0  # the counting sort is there
+    dims = [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, *size]
+    parity = check_parity(model, path, _inputs((1, 3, *size)))
+    assert parity.passed, parity.summary()
+    assert parity.max_abs < parity.atol
+
+
+def test_export_mode_is_undone_after_export(tiny_export):
+    model, _ = tiny_export
+    assert model.training and {m.sort_method for m in model.nonlocal_attentions()} == {"argsort"}
+
+
+def test_parity_detects_a_different_model(tiny_export):
+    _, path = tiny_export
+    torch.manual_seed(1)
+    other = build_model("tiny")
+    assert not check_parity(other, path, _inputs((1, 3, 48, 64), 1)).passed
+
+
+def _topk_graph(k: int):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5000])
+    values = helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, k])
+    indices = helper.make_tensor_value_info("i", TensorProto.INT64, [1, k])
+    node = helper.make_node("TopK", ["x", "k"], ["v", "i"], name="sort_pixels")
+    graph = helper.make_graph([node], "topk", [x], [values, indices],
+                              [helper.make_tensor("k", TensorProto.INT64, [1], [k])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_lint_flags_topk_over_3840_and_passes_small_k():
+    findings = lint_model(_topk_graph(4096))
+    assert [(f.level, f.rule, f.node) for f in findings] == [("error", "topk-k", "sort_pixels")]
+    assert findings[0].targets == ("10.3", "10.13", "11")
+    assert lint_model(_topk_graph(100)) == []
+
+
+def test_lint_flags_integer_cumsum_dynamic_input_and_nonzero():
+    x = helper.make_tensor_value_info("x", TensorProto.INT64, ["n", 8])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, ["n", 8])
+    z = helper.make_tensor_value_info("z", TensorProto.INT64, [2, None])
+    nodes = [helper.make_node("CumSum", ["x", "axis"], ["y"], name="count"),
+             helper.make_node("NonZero", ["y"], ["z"], name="where")]
+    graph = helper.make_graph(nodes, "g", [x], [y, z], [helper.make_tensor("axis", TensorProto.INT64, [], [1])])
+    rules = {(f.level, f.rule) for f in lint_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))}
+    assert rules == {("error", "cumsum-integer"), ("warning", "dynamic-shape"), ("warning", "data-dependent-shape")}
+    newest = {(f.rule, f.targets) for f in lint_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]))}
+    assert ("opset", ("10.3",)) in newest  # TensorRT 10.3 parses opsets 9 to 20
+
+
+def test_lint_passes_our_export(tiny_export):
+    _, path = tiny_export
+    assert [f for f in lint_model(onnx.load(str(path))) if f.level == "error"] == []
+
+
+def test_fp16_onnx_keeps_layernorm_softmax_and_sort_in_fp32_and_runs(tiny_export, tmp_path):
+    _, path = tiny_export
+    fp16 = convert_to_fp16(path, tmp_path / "tiny.fp16.onnx")
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(fp16)))
+    types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.output]}
+    kept = sort_subgraph(onnx.load(str(path)))
+    for node in model.graph.node:
+        if node.op_type in ("LayerNormalization", "Softmax", "CumSum") or node.name in kept:
+            assert all(types.get(o, TensorProto.FLOAT) != TensorProto.FLOAT16 for o in node.output), node.name
+    assert any(t == TensorProto.FLOAT16 for t in types.values())  # the rest did go to FP16
+    x = _inputs((1, 3, 48, 64), 1)[0]
+    out16 = ort.InferenceSession(str(fp16), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})[0]
+    out32 = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})[0]
+    assert out16.dtype == np.float32 and np.median(np.abs(out16 - out32)) < 1e-2

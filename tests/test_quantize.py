@@ -1,0 +1,125 @@
+import json
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+onnx = pytest.importorskip("onnx", reason="needs the `onnx` extra (onnx, onnxsim, onnxruntime, polygraphy)")
+ort = pytest.importorskip("onnxruntime")
+
+from conftest import run_derain  # noqa: E402
+from derain.calib.frames import load_calibration, sample_frames, spread_indices  # noqa: E402
+from derain.calib.quantize import quantize_onnx  # noqa: E402
+from derain.data.datasets import load_pairs  # noqa: E402
+from derain.export.fp16 import convert_to_fp16, sort_subgraph  # noqa: E402
+from derain.export.lint import lint_model  # noqa: E402
+from derain.export.onnx_export import INPUT_NAME, export_onnx  # noqa: E402
+from derain.model import build_model  # noqa: E402
+from derain.validate.report import validate  # noqa: E402
+
+
+def _write_counting_video(path: Path, frames: int = 30) -> None:
+    """Frame i is flat grey of level 8*i, so a calibration frame tells which frame it came from."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (100, 80))
+    for i in range(frames):
+        writer.write(np.full((80, 100, 3), 8 * i, np.uint8))
+    writer.release()
+
+
+def test_spread_indices_cover_the_whole_source():
+    assert spread_indices(30, 5) == [0, 7, 14, 22, 29]
+    assert spread_indices(3, 10) == [0, 1, 2]
+
+
+def test_calib_command_spreads_frames_over_a_video(tmp_path):
+    _write_counting_video(tmp_path / "clip.avi")
+    result = run_derain("calib", "--source", tmp_path / "clip.avi", "--num", 5, "--height", 48, "--width", 64,
+                        "-o", tmp_path / "calib.npz")
+    assert result.returncode == 0, result.stderr
+    with np.load(tmp_path / "calib.npz") as data:
+        assert list(data) == [INPUT_NAME]
+        frames = data[INPUT_NAME]
+    assert frames.shape == (5, 3, 48, 64) and frames.dtype == np.float32
+    levels = np.round(frames.mean(axis=(1, 2, 3)) * 255 / 8)
+    assert levels.tolist() == [0, 7, 14, 22, 29]
+
+
+def test_calib_from_small_images_pads_and_bad_sources_fail(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "imgs" / f"{i}.png"), np.full((20, 30, 3), 50 * i, np.uint8))
+    frames = sample_frames(tmp_path / "imgs", 10, 48, 64)
+    assert frames.shape == (3, 3, 48, 64)
+    result = run_derain("calib", "--source", tmp_path / "nothing", "--height", 8, "--width", 8, "-o", tmp_path / "c.npz")
+    assert result.returncode == 1 and "nothing: no such file or folder" in result.stderr
+    assert not (tmp_path / "c.npz").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("models")
+    fp32 = export_onnx(build_model("tiny"), folder / "tiny.onnx", 48, 64)
+    calib = sample_frames(Path(__file__).parent.parent / "examples", 4, 48, 64)
+    return {"fp32": fp32, "fp16": convert_to_fp16(fp32, folder / "tiny.fp16.onnx"),
+            "int8": quantize_onnx(fp32, calib, folder / "tiny.int8.onnx")}
+
+
+def test_int8_model_has_symmetric_qdq_that_runs_and_spares_the_sort(tiny_models):
+    model = onnx.load(str(tiny_models["int8"]))
+    ops = Counter(node.op_type for node in model.graph.node)
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0
+    assert [f for f in lint_model(model) if f.level == "error"] == []  # zero points are 0
+    producers = {o: n for n in model.graph.node for o in n.output}
+    kept = sort_subgraph(onnx.load(str(tiny_models["fp32"])))
+    for node in model.graph.node:
+        if node.name in kept:
+            assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in node.input)
+    x = np.random.default_rng(0).random((1, 3, 48, 64), dtype=np.float32)
+    int8 = ort.InferenceSession(str(tiny_models["int8"]), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})
+    fp32 = ort.InferenceSession(str(tiny_models["fp32"]), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})
+    assert np.median(np.abs(int8[0] - fp32[0])) < 0.05
+
+
+def test_validate_fails_below_the_measured_loss_and_passes_above(tiny_models, tmp_path):
+    report, _ = validate(tiny_models, load_pairs("synthetic"), max_loss_db=10.0, data="synthetic")  # as the CLI
+    worst_loss = max(report.precisions[p]["loss_db"] for p in ("fp16", "int8"))
+    for margin, code in ((-0.01, 1), (0.01, 0)):
+        result = run_derain("validate", "--data", "synthetic", "--onnx", tiny_models["fp32"], "--fp16",
+                            tiny_models["fp16"], "--int8", tiny_models["int8"], "--max-loss-db", worst_loss + margin,
+                            "-o", tmp_path / f"report{code}")
+        assert result.returncode == code, result.stderr
+        written = json.loads((tmp_path / f"report{code}" / "report.json").read_text())
+        assert written["passed"] == (code == 0) and written["images"] == 9
+        assert {"max_abs", "median_abs"} <= set(written["precisions"]["int8"]["vs_fp32"])
+        assert cv2.imread(str(tmp_path / f"report{code}" / "psnr.png")) is not None
+        assert cv2.imread(str(tmp_path / f"report{code}" / "worst.png")).shape == (48, 4 * 64, 3)
+
+
+def test_quantize_rejects_a_bad_calibration_file(tiny_models, tmp_path):
+    np.savez(tmp_path / "wrong.npz", images=np.zeros((2, 3, 4, 4), np.float32))
+    result = run_derain("quantize", tiny_models["fp32"], "--calib", tmp_path / "wrong.npz", "-o", tmp_path / "q.onnx")
+    assert result.returncode == 1 and "wrong.npz" in result.stderr and not (tmp_path / "q.onnx").exists()
+    with pytest.raises(Exception, match="float32"):
+        np.savez(tmp_path / "ints.npz", rainy=np.zeros((2, 3, 4, 4), np.uint8))
+        load_calibration(tmp_path / "ints.npz")
+
+
+def test_export_and_lint_commands(tmp_path, tiny_checkpoint):
+    result = run_derain("export", "--checkpoint", tiny_checkpoint, "--height", 32, "--width", 48, "--fp16", "--lint",
+                        "-o", tmp_path / "m.onnx")
+    assert result.returncode == 0, result.stderr
+    assert "PASS: ONNX Runtime vs PyTorch" in result.stdout and "0 errors" in result.stdout
+    assert (tmp_path / "m.onnx").is_file() and (tmp_path / "m.fp16.onnx").is_file()
+    from onnx import TensorProto, helper
+
+    topk = helper.make_node("TopK", ["x", "k"], ["v", "i"], name="big_sort")
+    graph = helper.make_graph([topk], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5000])],
+                              [helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, 4096])],
+                              [helper.make_tensor("k", TensorProto.INT64, [1], [4096])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "bad.onnx"))
+    result = run_derain("lint", tmp_path / "bad.onnx")
+    assert result.returncode == 1 and "topk-k" in result.stdout and "big_sort" in result.stdout
