@@ -10,6 +10,10 @@ from pathlib import Path
 from .errors import DerainError
 from .model.config import CONFIGS
 
+# Optional imports and the extra that brings each (pyproject.toml).
+_EXTRA_OF_MODULE = {"onnx": "onnx", "onnxsim": "onnx", "onnxruntime": "onnx", "polygraphy": "onnx",
+                    "matplotlib": "plot", "skimage": "train"}
+
 
 def _info(args: argparse.Namespace) -> None:
     from .info import model_info
@@ -219,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except DerainError as error:
         print(f"derain: error: {error}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as error:
+        extra = _EXTRA_OF_MODULE.get((error.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"derain: error: `derain {args.command}` needs {error.name}: pip install 'derain[{extra}]'",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("derain: interrupted", file=sys.stderr)

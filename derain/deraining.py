@@ -30,7 +30,9 @@ class Job:
 
 def _sources(path: Path) -> list[Path]:
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and (is_image(p) or is_video(p)))
+        # Hidden files are skipped: among them, temporaries of an interrupted run.
+        files = sorted(p for p in path.iterdir()
+                       if p.is_file() and not p.name.startswith(".") and (is_image(p) or is_video(p)))
         if not files:
             raise DerainError(f"{path}: folder has no images or videos ({_SUPPORTED})")
         return files

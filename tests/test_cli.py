@@ -106,7 +106,7 @@ def test_corrupt_video_is_one_line_error_and_no_output(tmp_path, tiny_checkpoint
 
 
 @pytest.mark.parametrize("case", ["unsupported", "empty folder", "missing", "unwritable", "kind mismatch",
-                                  "bad checkpoint"])
+                                  "bad checkpoint", "bad device"])
 def test_bad_input_gives_one_line_naming_the_file(tmp_path, tiny_checkpoint, case):
     image = tmp_path / "ok.png"
     _write_image(image)
@@ -117,6 +117,7 @@ def test_bad_input_gives_one_line_naming_the_file(tmp_path, tiny_checkpoint, cas
         "unwritable": (["run", image, "-o", tmp_path / "ok.png" / "sub" / "x.png"], tmp_path / "ok.png" / "sub"),
         "kind mismatch": (["run", image, "-o", tmp_path / "out.mp4"], tmp_path / "out.mp4"),
         "bad checkpoint": (["run", image, "-o", tmp_path / "o.png", "--checkpoint", image], image),
+        "bad device": (["run", image, "-o", tmp_path / "o.png", "--device", "nodevice"], "--device nodevice"),
     }[case]
     (tmp_path / "anim.gif").write_bytes(b"GIF89a")
     (tmp_path / "empty").mkdir()
@@ -127,3 +128,16 @@ def test_bad_input_gives_one_line_naming_the_file(tmp_path, tiny_checkpoint, cas
     line = _one_error_line(run_derain(*args))
     assert str(named) in line
     assert _no_files(tmp_path / "out") and not (tmp_path / "o.png").exists()
+
+
+def test_a_missing_optional_extra_names_the_extra_to_install(tmp_path, tiny_checkpoint):
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.modules['onnxsim'] = None  # as if the `onnx` extra were not installed\n"
+              "from derain.cli import main\n"
+              f"sys.exit(main(['export', '--checkpoint', r'{tiny_checkpoint}', '--height', '8', '--width', '8', "
+              f"'-o', r'{tmp_path / 'm.onnx'}']))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "derain: error: `derain export` needs onnxsim: pip install 'derain[onnx]'"
