@@ -19,13 +19,23 @@ def _info(args: argparse.Namespace) -> None:
     from .info import model_info
 
     rows = [model_info(name) for name in ([args.model] if args.model else CONFIGS)]
+    if args.store:
+        from .engines.store import list_store
+
+        engines = [m.to_dict() for m in list_store(args.store)]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"models": rows, "engines": engines} if args.store else rows, indent=2))
         return
     print(f"{'model':8} {'params':>10} {'GFLOPs 256x256':>15} {'GFLOPs 1280x720':>16}")
     for row in rows:
         print(f"{row['model']:8} {row['params_m']:>9.3f}M {row['gflops']['256x256']:>15.2f} "
               f"{row['gflops']['1280x720']:>16.2f}")
+    if args.store:
+        print(f"\nengines in {args.store}:" if engines else f"\nno engines in {args.store}")
+        for engine in engines:
+            device = engine["device"]
+            print(f"  {engine['name']}.{engine['precision']}  {device['gpu']} sm{device['compute_capability']} "
+                  f"TensorRT {device['tensorrt']}  input {engine['input']['shape']}")
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -137,6 +147,58 @@ def _validate(args: argparse.Namespace) -> None:
         raise DerainError(f"PSNR loss above {args.max_loss_db} dB (see {args.output / 'report.md'})")
 
 
+def _build(args: argparse.Namespace) -> None:
+    from .engines.build import BuildOptions, build_engine
+
+    options = BuildOptions(precision=args.precision, calib=args.calib, store=args.store, name=args.name,
+                           workspace_mib=args.workspace_mib, optimization_level=args.optimization_level)
+    print(f"wrote {build_engine(args.model, options)}")
+
+
+def _backend(args: argparse.Namespace):  # noqa: ANN202
+    from .runtime.factory import open_backend
+
+    return open_backend(args.backend, engine=args.engine, onnx=args.onnx, checkpoint=args.checkpoint,
+                        device=args.device, memory=args.memory, cuda_graph=args.cuda_graph)
+
+
+def _stream(args: argparse.Namespace) -> None:
+    from .runtime.stream import run_stream
+
+    backend = _backend(args)
+    try:
+        stats = run_stream(args.source, args.sink, backend, realtime=args.realtime, queue_size=args.queue)
+    finally:
+        backend.close()
+    print(json.dumps(stats.summary(), indent=2))
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from .runtime.bench import run_bench, save_results
+
+    backend = _backend(args)
+    try:
+        results = run_bench(backend, args.sizes, warmup=args.warmup, iterations=args.iterations)
+    finally:
+        backend.close()
+    print(json.dumps(results, indent=2))
+    print(f"wrote {save_results(results, args.output)}")
+
+
+def _add_backend_options(parser: argparse.ArgumentParser) -> None:
+    from .runtime.factory import BACKENDS
+
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="auto: the engine if given, else the ONNX, else torch")
+    parser.add_argument("--engine", type=Path, help="TensorRT engine (from `derain build`)")
+    parser.add_argument("--onnx", type=Path, help="ONNX model for ONNX Runtime (from `derain export`)")
+    parser.add_argument("--checkpoint", type=Path, help="for the torch backend (default: the bundled one)")
+    parser.add_argument("--device", default="cpu", help="torch device")
+    parser.add_argument("--memory", default="auto", choices=("auto", "cuda-python", "pycuda"),
+                        help="TensorRT device memory through cuda-python or pycuda")
+    parser.add_argument("--cuda-graph", action="store_true", help="TensorRT: capture the enqueue as a CUDA graph")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="derain", description="Derain images and video with a dual-stage "
                                      "(masked / non-local attention) transformer.")
@@ -153,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="parameters and GFLOPs of the model configs")
     info.add_argument("--model", choices=tuple(CONFIGS), help="one config (default: all)")
     info.add_argument("--json", action="store_true", help="print JSON")
+    info.add_argument("--store", type=Path, help="also list the engines in this engine store (e.g. engines/)")
     info.set_defaults(func=_info)
 
     train = sub.add_parser("train", help="train a model on paired folders or synthetic rain")
@@ -214,6 +277,32 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--max-loss-db", type=float, required=True)
     check.add_argument("-o", "--output", type=Path, default=Path("report"), help="report folder")
     check.set_defaults(func=_validate)
+
+    build = sub.add_parser("build", help="ONNX -> TensorRT engine for this GPU, into the engine store")
+    build.add_argument("model", type=Path, help="ONNX: FP32, FP16 (export --fp16) or Q/DQ (quantize)")
+    build.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"))
+    build.add_argument("--calib", type=Path, help="calib.npz: INT8 from an ONNX without Q/DQ (TensorRT 10)")
+    build.add_argument("--store", type=Path, default=Path("engines"), help="engine store folder")
+    build.add_argument("--name", help="engine name (default: the ONNX file's stem)")
+    build.add_argument("--workspace-mib", type=int, default=2048)
+    build.add_argument("--optimization-level", type=int, default=3, choices=range(6))
+    build.set_defaults(func=_build)
+
+    stream = sub.add_parser("stream", help="derain a live or recorded stream in real time")
+    stream.add_argument("--source", required=True, help="video file, folder, /dev/videoN, v4l2://, csi://N, rtsp://")
+    stream.add_argument("--sink", required=True, help="display://0, video file, folder, rtsp://..., or null")
+    stream.add_argument("--realtime", action="store_true", help="drop the oldest frames when inference lags")
+    stream.add_argument("--queue", type=int, default=4, help="frames buffered between stages")
+    _add_backend_options(stream)
+    stream.set_defaults(func=_stream)
+
+    bench = sub.add_parser("bench", help="latency, FPS and peak memory of a backend at several sizes")
+    bench.add_argument("--sizes", default="640x360,1280x720", help="WxH list")
+    bench.add_argument("--warmup", type=int, default=3)
+    bench.add_argument("--iterations", type=int, default=10)
+    bench.add_argument("-o", "--output", type=Path, help="default: benchmarks/results/runtime-<host>.json")
+    _add_backend_options(bench)
+    bench.set_defaults(func=_bench)
     return parser
 
 

@@ -47,8 +47,11 @@ def test_training_lowers_the_loss_and_saves_a_loadable_checkpoint(tmp_path):
     assert scores["images"] == 2 and np.isfinite(scores["psnr"])
 
 
-def test_eval_command_prints_scores(tiny_checkpoint):
-    result = run_derain("eval", "--checkpoint", tiny_checkpoint)
+def test_eval_command_prints_and_records_scores(tmp_path, tiny_checkpoint):
+    checkpoint = tmp_path / "tiny.pt"
+    checkpoint.write_bytes(tiny_checkpoint.read_bytes())
+    result = run_derain("eval", "--checkpoint", checkpoint, "--record")
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout)
     assert scores["images"] == 9 and scores["input_psnr"] < 40
+    assert load_checkpoint(checkpoint)[1]["synthetic_eval"] == scores

@@ -25,6 +25,7 @@ def save_checkpoint(model: DerainNet, path: str | Path, meta: dict | None = None
 def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> tuple[DerainNet, dict]:
     """Model (in eval mode) and meta from `path`, or from the checkpoint bundled in the package."""
     path = Path(path) if path is not None else bundled_checkpoint_path()
+    check_device(device)
     if not path.is_file():
         raise DerainError(f"{path}: no such checkpoint file")
     try:
@@ -37,5 +38,23 @@ def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> tupl
     return model.to(device).eval(), payload.get("meta", {})
 
 
+def record_in_checkpoint(path: str | Path, key: str, value: dict) -> None:
+    """Add `value` under `key` in the checkpoint's meta (e.g. the scores `derain eval` measured)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload.setdefault("meta", {})[key] = value
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
 def bundled_checkpoint_path() -> Path:
     return Path(str(resources.files("derain") / "checkpoints" / BUNDLED_CHECKPOINT))
+
+
+def check_device(device: str) -> None:
+    """A one-line error for a device torch does not know or this machine does not have."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as error:
+        raise DerainError(f"--device {device}: {error}") from error
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DerainError(f"--device {device}: CUDA is not available on this machine")
