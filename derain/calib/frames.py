@@ -12,7 +12,7 @@ from tqdm import tqdm
 from ..atomic import atomic_path
 from ..data.io import from_pixels, is_image, is_video, open_video, read_frames, read_image
 from ..errors import DerainError
-from ..export.onnx_export import INPUT_NAME
+from ..export.names import INPUT_NAME
 
 
 def spread_indices(total: int, count: int) -> list[int]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..export.fp16 import sort_subgraph
-from ..export.onnx_export import INPUT_NAME
+from ..export.names import INPUT_NAME
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 

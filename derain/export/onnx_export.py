@@ -10,10 +10,7 @@ import torch
 from ..atomic import atomic_path
 from ..errors import DerainError
 from ..model import DerainNet
-
-INPUT_NAME = "rainy"  # (N, 3, H, W) float32 RGB in [0, 1]
-OUTPUT_NAME = "derained"  # same shape; not clamped
-OPSET = 17  # the first with LayerNormalization; TensorRT 10.3 parses opsets up to 20
+from .names import INPUT_NAME, OPSET, OUTPUT_NAME
 
 
 def export_onnx(model: DerainNet, path: str | Path, height: int, width: int, batch: int = 1) -> Path:

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from ..model import DerainNet
-from .onnx_export import INPUT_NAME, OUTPUT_NAME
+from .comparison import output_stats, quiet_polygraphy
+from .names import INPUT_NAME, OUTPUT_NAME
 
 # FP32 vs FP32 tolerances. Kernels differ in summation order (~1e-6), and a pixel whose two nearest
 # NAB centroids are that close may change cluster, shifting its chunk: errors stay local and small.
@@ -41,13 +42,6 @@ def _torch_runner(model: DerainNet, shape: tuple[int, ...]):  # noqa: ANN202 - p
     return TorchCpuRunner()
 
 
-def quiet_polygraphy():  # noqa: ANN201 - a context manager
-    """Polygraphy logs every iteration; we report the numbers ourselves. Failures still raise."""
-    from polygraphy.logger import G_LOGGER
-
-    return G_LOGGER.verbosity(G_LOGGER.CRITICAL)
-
-
 @dataclass
 class Parity:
     passed: bool
@@ -74,9 +68,7 @@ def check_parity(model: DerainNet, onnx_path: str | Path, inputs: list[np.ndarra
         results = Comparator.run([_torch_runner(model, inputs[0].shape), onnx_runner],
                                  data_loader=[{INPUT_NAME: x} for x in inputs])
         accuracy = Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(atol=atol, rtol=rtol))
-    # Polygraphy >= 0.50 returns a list of results (one per compare function), older ones one dict.
-    per_function = [accuracy] if hasattr(accuracy, "values") else list(accuracy)
-    stats = [step[OUTPUT_NAME] for result in per_function for pair in result.values() for step in pair]
+    stats = output_stats(accuracy, OUTPUT_NAME)
     return Parity(
         passed=bool(accuracy),
         atol=atol,

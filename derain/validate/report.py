@@ -17,8 +17,8 @@ from ..data.datasets import Pair
 from ..data.io import Image, write_image
 from ..data.metrics import psnr_y, ssim_y
 from ..errors import DerainError
-from ..export.onnx_export import INPUT_NAME, OUTPUT_NAME
-from ..export.parity import quiet_polygraphy
+from ..export.names import INPUT_NAME, OUTPUT_NAME
+from ..export.comparison import output_stats, quiet_polygraphy
 
 REFERENCE = "fp32"
 
@@ -111,8 +111,7 @@ def validate(models: dict[str, Path], pairs: list[Pair], max_loss_db: float, dat
             accuracy = Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(),
                                                    comparisons=[(list(models).index(REFERENCE),
                                                                  list(models).index(precision))])
-        per_function = [accuracy] if hasattr(accuracy, "values") else list(accuracy)
-        stats = [step[OUTPUT_NAME] for result in per_function for pair in result.values() for step in pair]
+        stats = output_stats(accuracy, OUTPUT_NAME)
         entry["vs_fp32"] = {"max_abs": float(max(s.max_absdiff for s in stats)),
                             "median_abs": float(np.median([s.median_absdiff for s in stats]))}
         losses = per_image[REFERENCE] - per_image[precision]

@@ -1,0 +1,5 @@
+"""Names every stage agrees on for the exported graph (no torch here: the runtime imports it)."""
+
+INPUT_NAME = "rainy"  # (N, 3, H, W) float32 RGB in [0, 1]
+OUTPUT_NAME = "derained"  # same shape; not clamped
+OPSET = 17  # the first with LayerNormalization; TensorRT 10.3 parses opsets up to 20
