@@ -1,0 +1,1 @@
+"""TensorRT engines per device: building (Polygraphy), the engine store and manifests."""

@@ -1,0 +1,120 @@
+"""Build a TensorRT engine for this device from an ONNX model, with Polygraphy's loaders.
+
+- TensorRT 11 (and the main path on 10): a strongly typed network. Precision comes from the ONNX:
+  the FP16 ONNX (`derain export --fp16`) or the Q/DQ ONNX (`derain quantize`).
+- TensorRT 10 fallback for a plain FP32 ONNX: builder flags FP16/INT8 with precision constraints
+  that keep LayerNorm, Softmax and the NAB sort in FP32, and, for INT8 without Q/DQ, the implicit
+  calibrator (Polygraphy's Calibrator over calib.npz, cache saved beside the engine).
+The timing cache is per device and reused across builds.
+Written against the TensorRT 10.3 / 11 Python API; tested only where TensorRT is installed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import DerainError
+from .device import DeviceInfo, current_device
+from .store import DEFAULT_STORE, Manifest, engine_path, save_engine, sha256, timing_cache_path
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class BuildOptions:
+    precision: str = "fp16"
+    calib: Path | None = None  # calib.npz, for INT8 from a plain FP32 ONNX on TensorRT 10
+    store: Path = DEFAULT_STORE
+    name: str | None = None  # default: the ONNX file's stem
+    workspace_mib: int = 2048
+    optimization_level: int = 3  # TensorRT's default; 5 searches longest
+
+
+def _onnx_facts(path: Path) -> tuple[dict, bool, bool, set[str]]:
+    """(input description, has Q/DQ, has FP16 tensors, names of nodes to keep in FP32)."""
+    import onnx
+
+    from ..export.fp16 import FP32_OPS, sort_subgraph
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    tensor = graph.input[0].type.tensor_type
+    description = {"name": graph.input[0].name, "shape": [d.dim_value for d in tensor.shape.dim],
+                   "dtype": onnx.TensorProto.DataType.Name(tensor.elem_type).lower()}
+    has_qdq = any(node.op_type == "QuantizeLinear" for node in graph.node)
+    has_fp16 = any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer)
+    keep = sort_subgraph(model) | {node.name for node in graph.node if node.op_type in FP32_OPS}
+    return description, has_qdq, has_fp16, keep
+
+
+def _keep_fp32(network: Any, names: set[str]) -> None:
+    """TensorRT 10 builder-flag path: pin normalization, softmax and the NAB sort to FP32."""
+    import tensorrt as trt
+
+    pinned = {trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX}
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        # The ONNX parser names layers after their node, sometimes with a suffix.
+        if layer.type in pinned or any(layer.name == n or layer.name.startswith(f"{n}_") for n in names):
+            layer.precision = trt.float32
+            for output in range(layer.num_outputs):
+                if layer.get_output_type(output) in (trt.float16, trt.float32):
+                    layer.set_output_type(output, trt.float32)
+
+
+def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
+    import tensorrt as trt
+    from polygraphy.backend.trt import (Calibrator, CreateConfig, PostprocessNetwork, engine_bytes_from_network,
+                                        network_from_onnx_path)
+
+    if options.precision not in PRECISIONS:
+        raise DerainError(f"--precision {options.precision}: choose from {', '.join(PRECISIONS)}")
+    if not onnx_path.is_file():
+        raise DerainError(f"{onnx_path}: no such ONNX model")
+    device: DeviceInfo = current_device()
+    description, has_qdq, has_fp16, keep = _onnx_facts(onnx_path)
+    major = int(trt.__version__.split(".")[0])
+    # Strongly typed whenever the graph carries its precision, and always on TensorRT 11+.
+    strongly_typed = major >= 11 or has_qdq or has_fp16 or options.precision == "fp32"
+    if major >= 11 and options.precision != "fp32" and not (has_qdq or has_fp16):
+        kind = "Q/DQ (derain quantize)" if options.precision == "int8" else "FP16 (derain export --fp16)"
+        raise DerainError(f"{onnx_path}: TensorRT {trt.__version__} builds {options.precision} only from a "
+                          f"{kind} ONNX")
+
+    cache = timing_cache_path(options.store, device)
+    target = engine_path(options.store, device, options.name or onnx_path.stem.split(".")[0], options.precision)
+    config_args: dict[str, Any] = {
+        "load_timing_cache": str(cache) if cache.is_file() else None,
+        "memory_pool_limits": {trt.MemoryPoolType.WORKSPACE: options.workspace_mib << 20},
+        "builder_optimization_level": options.optimization_level,
+    }
+    network = network_from_onnx_path(str(onnx_path), strongly_typed=strongly_typed)
+    if not strongly_typed:  # TensorRT 10: builder flags, FP32 islands by precision constraints
+        config_args.update(fp16=True, precision_constraints="obey")
+        network = PostprocessNetwork(network, lambda network: _keep_fp32(network, keep))
+        if options.precision == "int8":
+            if options.calib is None:
+                raise DerainError(f"{onnx_path}: INT8 from an ONNX without Q/DQ needs --calib calib.npz")
+            from ..calib.frames import load_calibration
+
+            frames = load_calibration(options.calib)
+            loader = [{description["name"]: frames[i : i + 1]} for i in range(len(frames))]  # re-iterable
+            config_args.update(int8=True, calibrator=Calibrator(loader, cache=str(target.with_suffix(".calib"))))
+
+    started = time.perf_counter()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    serialized = engine_bytes_from_network(network, config=CreateConfig(**config_args), save_timing_cache=str(cache))
+    manifest = Manifest(
+        name=target.name.split(".")[0], precision=options.precision, device=device, input=description,
+        onnx_sha256=sha256(onnx_path),
+        build={"strongly_typed": strongly_typed, "qdq": has_qdq, "fp16_onnx": has_fp16,
+               "workspace_mib": options.workspace_mib, "optimization_level": options.optimization_level,
+               "onnx": str(onnx_path)},
+        build_seconds=round(time.perf_counter() - started, 1),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    return save_engine(bytes(serialized), manifest, target)
