@@ -19,13 +19,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     the user's usual permissions (mkstemp would make it owner-only)."""
     path = Path(path)
     ensure_directory(path.parent)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+    tmp = temporary_path(path)
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def temporary_path(path: Path) -> Path:
+    """A hidden, unique name beside `path` with the same suffix."""
+    return path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
 
 
 def ensure_directory(path: str | Path) -> None:

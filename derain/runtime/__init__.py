@@ -1,0 +1,1 @@
+"""Inference backends (TensorRT, ONNX Runtime, torch), tiling, and the streaming pipeline."""

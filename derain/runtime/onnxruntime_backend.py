@@ -1,0 +1,37 @@
+"""ONNX Runtime backend: CPU everywhere; CUDA or TensorRT execution providers where installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DerainError
+from .backend import Backend
+
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        providers = providers or [p for p in PREFERRED_PROVIDERS if p in available]
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise DerainError(f"{path}: ONNX Runtime here has no {', '.join(missing)} (available: {', '.join(available)})")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=providers)
+        except Exception as error:  # ONNX Runtime raises its own Fail / InvalidGraph / NoSuchFile types
+            raise DerainError(f"{path}: ONNX Runtime cannot load it ({str(error).splitlines()[0]})") from error
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        shape = model_input.shape
+        self.input_shape = tuple(shape) if all(isinstance(d, int) for d in shape) else None
+        self.providers = self.session.get_providers()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch.astype(np.float32, copy=False)})[0]

@@ -1,0 +1,116 @@
+"""Where derained frames go: a window, a video file, a folder of images, an RTSP server (where
+OpenCV has GStreamer) or nowhere. Sinks open on the first frame, when its size is known."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..atomic import ensure_directory, temporary_path
+from ..data.io import VIDEO_EXTENSIONS, VideoInfo, is_video, video_writer
+from ..errors import DerainError
+
+SCHEMES = "display://N, a video file, a folder, rtsp://... or null"
+
+
+class Sink:
+    def write(self, frame: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class NullSink(Sink):
+    def write(self, frame: np.ndarray) -> None:
+        pass
+
+
+class DisplaySink(Sink):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def write(self, frame: np.ndarray) -> None:
+        cv2.imshow(self.name, frame)
+        cv2.waitKey(1)
+
+    def close(self) -> None:
+        cv2.destroyWindow(self.name)
+
+
+class VideoFileSink(Sink):
+    """Written under a temporary name and renamed on close, which also runs on Ctrl-C: what was
+    written by then is a complete, playable file."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+        ensure_directory(path.parent)
+        self.path, self.tmp, self.frames = path, temporary_path(path), 0
+        self.writer = video_writer(self.tmp, VideoInfo(frames=0, fps=fps, width=size[0], height=size[1]))
+
+    def write(self, frame: np.ndarray) -> None:
+        self.writer.write(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        self.writer.release()
+        if self.frames:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+class FolderSink(Sink):
+    def __init__(self, folder: Path) -> None:
+        ensure_directory(folder)
+        self.folder, self.index = folder, 0
+
+    def write(self, frame: np.ndarray) -> None:
+        self.index += 1
+        path = self.folder / f"{self.index:06d}.png"
+        tmp = temporary_path(path)
+        if not cv2.imwrite(str(tmp), frame):
+            raise DerainError(f"{path}: OpenCV could not write this image")
+        os.replace(tmp, path)
+
+
+class RtspSink(Sink):
+    def __init__(self, url: str, fps: float, size: tuple[int, int]) -> None:
+        pipeline = ("appsrc ! videoconvert ! x264enc tune=zerolatency speed-preset=superfast bitrate=4000 ! "
+                    f"rtspclientsink location={url}")
+        self.writer = cv2.VideoWriter(pipeline, cv2.CAP_GSTREAMER, 0, fps, size)
+        if not self.writer.isOpened():
+            raise DerainError(f"{url}: cannot publish RTSP (needs OpenCV with GStreamer and an RTSP server)")
+
+    def write(self, frame: np.ndarray) -> None:
+        self.writer.write(frame)
+
+    def close(self) -> None:
+        self.writer.release()
+
+
+def check_sink(uri: str) -> None:
+    """Refuse a bad sink before any frame is captured."""
+    if uri == "null" or uri.startswith("display://") or uri.startswith("rtsp://"):
+        return
+    if "://" in uri:
+        raise DerainError(f"{uri}: unknown sink scheme '{uri.split('://')[0]}://' (use {SCHEMES})")
+    path = Path(uri)
+    if path.suffix and not is_video(path):
+        raise DerainError(f"{uri}: unsupported video type '{path.suffix}' (use {' '.join(VIDEO_EXTENSIONS)} or a folder)")
+    ensure_directory(path.parent if path.suffix else path)
+
+
+def open_sink(uri: str, fps: float, size: tuple[int, int]) -> Sink:
+    """`size` is (width, height) of the frames to come."""
+    check_sink(uri)
+    if uri == "null":
+        return NullSink()
+    if uri.startswith("display://"):
+        return DisplaySink(f"derain {uri[len('display://'):]}")
+    if uri.startswith("rtsp://"):
+        return RtspSink(uri, fps, size)
+    path = Path(uri)
+    return VideoFileSink(path, fps, size) if path.suffix else FolderSink(path)

@@ -1,0 +1,193 @@
+"""TensorRT backend: one engine, pinned host buffers, one CUDA stream, `set_tensor_address` +
+`execute_async_v3`, and optionally the whole enqueue captured once as a CUDA graph.
+
+Device memory through cuda-python (`cuda.bindings.runtime`, as NVIDIA's samples do now), or
+pycuda when asked for or when it is the one installed. Written against the TensorRT 10.3 / 11
+Python API; runs only where TensorRT and a GPU exist (tests marked `tensorrt`)."""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..engines.store import check_engine
+from ..errors import DerainError
+from .backend import Backend
+
+
+class _CudaPython:
+    """The few CUDA runtime calls we need, from cuda-python; every call returns (error, *values)."""
+
+    def __init__(self) -> None:
+        from cuda.bindings import runtime
+
+        self.rt = runtime
+        self.stream = self._check(runtime.cudaStreamCreate())
+
+    def _check(self, result: tuple) -> Any:
+        error, *values = result
+        if error != self.rt.cudaError_t.cudaSuccess:
+            raise DerainError(f"CUDA error {error}")
+        return values[0] if len(values) == 1 else None
+
+    def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, int]:
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        pointer = int(self._check(self.rt.cudaMallocHost(nbytes)))
+        raw = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_uint8)), (nbytes,))
+        return raw.view(dtype).reshape(shape), pointer
+
+    def device(self, nbytes: int) -> int:
+        return int(self._check(self.rt.cudaMalloc(nbytes)))
+
+    def to_device(self, device: int, host: int, nbytes: int) -> None:
+        kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._check(self.rt.cudaMemcpyAsync(device, host, nbytes, kind, self.stream))
+
+    def to_host(self, host: int, device: int, nbytes: int) -> None:
+        kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._check(self.rt.cudaMemcpyAsync(host, device, nbytes, kind, self.stream))
+
+    def synchronize(self) -> None:
+        self._check(self.rt.cudaStreamSynchronize(self.stream))
+
+    def handle(self) -> int:
+        return int(self.stream)
+
+    def capture(self, enqueue: Any) -> Any:
+        """Record `enqueue()` on the stream as a CUDA graph and return it instantiated."""
+        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
+        self._check(self.rt.cudaStreamBeginCapture(self.stream, mode))
+        enqueue()
+        graph = self._check(self.rt.cudaStreamEndCapture(self.stream))
+        return self._check(self.rt.cudaGraphInstantiate(graph, 0))
+
+    def launch(self, graph: Any) -> None:
+        self._check(self.rt.cudaGraphLaunch(graph, self.stream))
+
+    def free(self, host: list[int], device: list[int]) -> None:
+        for pointer in host:
+            self.rt.cudaFreeHost(pointer)
+        for pointer in device:
+            self.rt.cudaFree(pointer)
+        self.rt.cudaStreamDestroy(self.stream)
+
+
+class _PyCuda:
+    """The same calls through pycuda (no CUDA-graph capture here)."""
+
+    def __init__(self) -> None:
+        import pycuda.autoinit  # noqa: F401 - creates the context
+        import pycuda.driver as driver
+
+        self.driver = driver
+        self.stream = driver.Stream()
+        self._allocations: list[Any] = []
+
+    def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, int]:
+        array = self.driver.pagelocked_empty(shape, dtype)
+        return array, array.ctypes.data
+
+    def device(self, nbytes: int) -> int:
+        allocation = self.driver.mem_alloc(nbytes)
+        self._allocations.append(allocation)
+        return int(allocation)
+
+    def to_device(self, device: int, host: int, nbytes: int) -> None:
+        self.driver.memcpy_htod_async(device, (ctypes.c_byte * nbytes).from_address(host), self.stream)
+
+    def to_host(self, host: int, device: int, nbytes: int) -> None:
+        self.driver.memcpy_dtoh_async((ctypes.c_byte * nbytes).from_address(host), device, self.stream)
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
+    def handle(self) -> int:
+        return int(self.stream.handle)
+
+    def capture(self, enqueue: Any) -> Any:
+        raise DerainError("CUDA-graph capture needs cuda-python (pip install cuda-python)")
+
+    def launch(self, graph: Any) -> None:
+        raise AssertionError("unreachable: capture refused")
+
+    def free(self, host: list[int], device: list[int]) -> None:
+        for allocation in self._allocations:
+            allocation.free()
+
+
+def _cuda_api(memory: str) -> _CudaPython | _PyCuda:
+    """memory: "auto" (cuda-python, else pycuda), "cuda-python" or "pycuda"."""
+    if memory in ("auto", "cuda-python"):
+        try:
+            return _CudaPython()
+        except ImportError:
+            if memory == "cuda-python":
+                raise DerainError("cuda-python is not installed (pip install cuda-python)") from None
+    try:
+        return _PyCuda()
+    except ImportError:
+        raise DerainError("the TensorRT backend needs cuda-python or pycuda (pip install 'derain[tensorrt]')") from None
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+
+    def __init__(self, engine_path: str | Path, memory: str = "auto", cuda_graph: bool = False) -> None:
+        engine_path = Path(engine_path)
+        # First: built for this GPU and TensorRT? (a one-line error, also where TensorRT is absent)
+        self.manifest = check_engine(engine_path)
+        import tensorrt as trt
+
+        self.cuda = _cuda_api(memory)
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_path.read_bytes())
+        if self.engine is None:
+            raise DerainError(f"{engine_path}: TensorRT could not deserialize this engine")
+        self.context = self.engine.create_execution_context()
+        self.buffers: dict[str, tuple[np.ndarray, int, int]] = {}  # name -> (host view, host ptr, device ptr)
+        for index in range(self.engine.num_io_tensors):
+            name = self.engine.get_tensor_name(index)
+            dims = self.engine.get_tensor_shape(name)
+            shape = tuple(dims[i] for i in range(len(dims)))
+            dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
+            host, host_pointer = self.cuda.pinned(shape, dtype)
+            device_pointer = self.cuda.device(host.nbytes)
+            self.context.set_tensor_address(name, device_pointer)
+            self.buffers[name] = (host, host_pointer, device_pointer)
+            if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                self.input_name, self.input_shape = name, shape
+            else:
+                self.output_name = name
+        self.graph = None
+        if cuda_graph:
+            self._enqueue()  # TensorRT wants one plain enqueue before capture
+            self.cuda.synchronize()
+            self.graph = self.cuda.capture(self._enqueue)
+
+    def _enqueue(self) -> None:
+        if not self.context.execute_async_v3(self.cuda.handle()):
+            raise DerainError("TensorRT execute_async_v3 failed")
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        host_in, host_in_pointer, device_in = self.buffers[self.input_name]
+        host_out, host_out_pointer, device_out = self.buffers[self.output_name]
+        np.copyto(host_in, batch, casting="same_kind")
+        self.cuda.to_device(device_in, host_in_pointer, host_in.nbytes)
+        if self.graph is not None:
+            self.cuda.launch(self.graph)
+        else:
+            self._enqueue()
+        self.cuda.to_host(host_out_pointer, device_out, host_out.nbytes)
+        self.cuda.synchronize()
+        return host_out.astype(np.float32, copy=True)
+
+    def close(self) -> None:
+        hosts = [pointer for _, pointer, _ in self.buffers.values()]
+        devices = [pointer for _, _, pointer in self.buffers.values()]
+        if isinstance(self.cuda, _PyCuda):
+            hosts = []  # pagelocked arrays free themselves
+        self.cuda.free(hosts, devices)
+        self.buffers.clear()
