@@ -74,19 +74,15 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    import numpy as np
-
     from .export.fp16 import convert_to_fp16
     from .export.onnx_export import export_onnx
-    from .export.parity import check_parity
+    from .export.parity import check_parity, parity_inputs
     from .model import load_checkpoint
 
     model, _ = load_checkpoint(args.checkpoint)
     path = export_onnx(model, args.output, args.height, args.width, args.batch)
     print(f"wrote {path} (opset 17, input rainy {args.batch}x3x{args.height}x{args.width}, simplified, checked)")
-    rng = np.random.default_rng(0)
-    parity = check_parity(model, path, [rng.random((args.batch, 3, args.height, args.width), dtype=np.float32)
-                                        for _ in range(2)])
+    parity = check_parity(model, path, parity_inputs(args.batch, args.height, args.width))
     print(parity.summary())
     if args.fp16:
         fp16 = convert_to_fp16(path, path.with_suffix(".fp16.onnx"))
@@ -182,7 +178,7 @@ def _bench(args: argparse.Namespace) -> None:
     finally:
         backend.close()
     print(json.dumps(results, indent=2))
-    print(f"wrote {save_results(results, args.output)}")
+    print(f"wrote {save_results(results, args.output, note=args.note)}")
 
 
 def _add_backend_options(parser: argparse.ArgumentParser) -> None:
@@ -301,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup", type=int, default=3)
     bench.add_argument("--iterations", type=int, default=10)
     bench.add_argument("-o", "--output", type=Path, help="default: benchmarks/results/runtime-<host>.json")
+    bench.add_argument("--note", help="a word on the run (model, machine), stored with the results")
     _add_backend_options(bench)
     bench.set_defaults(func=_bench)
     return parser

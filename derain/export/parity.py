@@ -14,9 +14,13 @@ from ..model import DerainNet
 from .comparison import output_stats, quiet_polygraphy
 from .names import INPUT_NAME, OUTPUT_NAME
 
-# FP32 vs FP32 tolerances. Kernels differ in summation order (~1e-6), and a pixel whose two nearest
-# NAB centroids are that close may change cluster, shifting its chunk: errors stay local and small.
+# FP32 vs FP32, judged on the median error (the max is reported). Kernels differ in summation order
+# by ~1e-7, which is enough to flip a pixel whose two nearest NAB centroids tie that closely (seen:
+# 0.99736041 vs 0.99736035 on a real image). The flip moves the chunk boundaries of every later
+# token in between, so such inputs show max errors of ~0.04 while the median stays ~1e-4; a wrong
+# export moves the median by 1e-2 and more.
 ATOL, RTOL = 1e-3, 1e-3
+ERROR_STAT = "median"
 
 
 def _torch_runner(model: DerainNet, shape: tuple[int, ...]):  # noqa: ANN202 - polygraphy is imported lazily
@@ -54,7 +58,20 @@ class Parity:
     def summary(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
         return (f"{verdict}: ONNX Runtime vs PyTorch max |err| {self.max_abs:.3g}, median {self.median_abs:.3g} "
-                f"(atol {self.atol:g}, rtol {self.rtol:g})")
+                f"(median within atol {self.atol:g}, rtol {self.rtol:g})")
+
+
+def parity_inputs(batch: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
+    """Uniform noise and a rainy scene (streaks over smooth gradients): structured images are where
+    near-tied NAB clusters show up, noise is where every kernel is exercised."""
+    from ..data.synthetic import add_rain
+
+    rng = np.random.default_rng(seed)
+    noise = rng.random((batch, 3, height, width), dtype=np.float32)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    scene = np.stack([0.3 + 0.4 * x, 0.2 + 0.5 * y, 0.6 - 0.3 * x * y], axis=-1).astype(np.float32)
+    rainy = np.stack([add_rain(scene, rng).transpose(2, 0, 1) for _ in range(batch)])
+    return [noise, np.ascontiguousarray(rainy, dtype=np.float32)]
 
 
 def check_parity(model: DerainNet, onnx_path: str | Path, inputs: list[np.ndarray], atol: float = ATOL,
@@ -67,7 +84,8 @@ def check_parity(model: DerainNet, onnx_path: str | Path, inputs: list[np.ndarra
     with quiet_polygraphy():
         results = Comparator.run([_torch_runner(model, inputs[0].shape), onnx_runner],
                                  data_loader=[{INPUT_NAME: x} for x in inputs])
-        accuracy = Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(atol=atol, rtol=rtol))
+        accuracy = Comparator.compare_accuracy(
+            results, compare_func=CompareFunc.simple(atol=atol, rtol=rtol, check_error_stat=ERROR_STAT))
     stats = output_stats(accuracy, OUTPUT_NAME)
     return Parity(
         passed=bool(accuracy),
