@@ -165,3 +165,18 @@ def test_the_runtime_runs_without_torch(tmp_path, tiny_onnx):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["frames_out"] == 5
+
+
+def test_bench_writes_one_entry_per_backend(tmp_path, tiny_onnx, tiny_checkpoint):
+    output = tmp_path / "runtime.json"
+    for backend in (["--onnx", tiny_onnx["tile"]], ["--backend", "torch", "--checkpoint", tiny_checkpoint]):
+        result = run_derain("bench", *backend, "--sizes", "64x48,40x30", "--warmup", 1, "--iterations", 2,
+                            "-o", output)
+        assert result.returncode == 0, result.stderr
+    runs = json.loads(output.read_text())["runs"]
+    assert set(runs) == {"onnxruntime", "torch"}
+    for run in runs.values():
+        assert [row["size"] for row in run["results"]] == ["64x48", "40x30"]
+        assert all(row["p95_ms"] >= row["median_ms"] > 0 and row["fps"] > 0 for row in run["results"])
+    result = run_derain("bench", "--onnx", tiny_onnx["tile"], "--sizes", "wide", "-o", output)
+    assert result.returncode == 1 and "--sizes wide: expected WxH" in result.stderr

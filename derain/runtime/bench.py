@@ -57,8 +57,14 @@ def run_bench(backend: Backend, sizes: str, warmup: int = 3, iterations: int = 1
             "results": rows}
 
 
-def save_results(results: dict, output: Path | None = None) -> Path:
+def save_results(results: dict, output: Path | None = None, note: str | None = None) -> Path:
+    """Merge into the host's results file: one entry per backend, the newest run replacing the last."""
     path = output or RESULTS / f"runtime-{results['host']}.json"
+    try:
+        merged = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        merged = {"host": results["host"], "runs": {}}
+    merged["runs"][results["backend"]] = {**results, **({"note": note} if note else {})}
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        tmp.write_text(json.dumps(merged, indent=2) + "\n")
     return path

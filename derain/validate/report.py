@@ -155,7 +155,7 @@ def write_report(report: Report, panels: dict[str, np.ndarray], folder: str | Pa
     bars = axis.bar(names, values, color=["#4c72b0" if n == REFERENCE else "#dd8452" for n in names])
     for bar, name in zip(bars, names):
         loss = report.precisions[name].get("loss_db")
-        label = f"{bar.get_height():.2f}" + (f"\n(-{loss:.3f} dB)" if loss is not None else "")
+        label = f"{bar.get_height():.2f}" + (f"\n({-loss:+.3f} dB)" if loss is not None else "")
         axis.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
     axis.set_ylim(min(values) - 3, max(values) + 2)
     axis.set_ylabel("PSNR (dB, Y)")
