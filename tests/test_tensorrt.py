@@ -16,7 +16,7 @@ from derain.engines.device import current_device  # noqa: E402
 from derain.errors import DerainError  # noqa: E402
 from derain.export.fp16 import convert_to_fp16  # noqa: E402
 from derain.export.onnx_export import INPUT_NAME, export_onnx  # noqa: E402
-from derain.export.comparison import quiet_polygraphy  # noqa: E402
+from derain.export.comparison import quiet_polygraphy, simple_compare  # noqa: E402
 from derain.model import build_model  # noqa: E402
 from derain.runtime.tensorrt_backend import TensorRTBackend  # noqa: E402
 
@@ -42,7 +42,7 @@ def test_engine_builds_runs_and_matches_onnxruntime(onnx_models, precision, atol
     from polygraphy.backend.common import BytesFromPath
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
-    from polygraphy.comparator import CompareFunc, Comparator
+    from polygraphy.comparator import Comparator
 
     engine = build_engine(onnx_models[precision], BuildOptions(precision=precision, store=onnx_models["store"],
                                                                name=f"tiny-{precision}"))
@@ -51,7 +51,7 @@ def test_engine_builds_runs_and_matches_onnxruntime(onnx_models, precision, atol
     with quiet_polygraphy():
         results = Comparator.run([OnnxrtRunner(SessionFromOnnx(str(onnx_models["fp32"]))),
                                   TrtRunner(EngineFromBytes(BytesFromPath(str(engine))))], data_loader=feeds)
-        accuracy = Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(atol=atol,
+        accuracy = Comparator.compare_accuracy(results, compare_func=simple_compare(atol=atol,
                                                                                         check_error_stat="median"))
     assert accuracy, f"{precision} engine differs from ONNX Runtime beyond median |err| {atol}"
 

@@ -18,3 +18,12 @@ def output_stats(accuracy: Any, output_name: str) -> list[Any]:
     a list of results (one per compare function) since Polygraphy 0.50, one dict before."""
     per_function = [accuracy] if hasattr(accuracy, "values") else list(accuracy)
     return [step[output_name] for result in per_function for pair in result.values() for step in pair]
+
+
+def simple_compare(**options: Any) -> Any:
+    """Polygraphy's element-wise comparison: SimpleCompareFunc where it exists (CompareFunc.simple
+    is deprecated since 0.53 and goes in 0.60), CompareFunc.simple on older releases."""
+    from polygraphy import comparator
+
+    factory = getattr(comparator, "SimpleCompareFunc", None) or comparator.CompareFunc.simple
+    return factory(**options)

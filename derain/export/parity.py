@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..model import DerainNet
-from .comparison import output_stats, quiet_polygraphy
+from .comparison import output_stats, quiet_polygraphy, simple_compare
 from .names import INPUT_NAME, OUTPUT_NAME
 
 # FP32 vs FP32, judged on the median error (the max is reported). Kernels differ in summation order
@@ -78,14 +78,14 @@ def check_parity(model: DerainNet, onnx_path: str | Path, inputs: list[np.ndarra
                  rtol: float = RTOL) -> Parity:
     """Run `inputs` through PyTorch and ONNX Runtime (CPU) with Polygraphy and compare."""
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
-    from polygraphy.comparator import CompareFunc, Comparator
+    from polygraphy.comparator import Comparator
 
     onnx_runner = OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=["CPUExecutionProvider"]), name="onnxrt")
     with quiet_polygraphy():
         results = Comparator.run([_torch_runner(model, inputs[0].shape), onnx_runner],
                                  data_loader=[{INPUT_NAME: x} for x in inputs])
         accuracy = Comparator.compare_accuracy(
-            results, compare_func=CompareFunc.simple(atol=atol, rtol=rtol, check_error_stat=ERROR_STAT))
+            results, compare_func=simple_compare(atol=atol, rtol=rtol, check_error_stat=ERROR_STAT))
     stats = output_stats(accuracy, OUTPUT_NAME)
     return Parity(
         passed=bool(accuracy),

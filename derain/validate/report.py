@@ -18,7 +18,7 @@ from ..data.io import Image, write_image
 from ..data.metrics import psnr_y, ssim_y
 from ..errors import DerainError
 from ..export.names import INPUT_NAME, OUTPUT_NAME
-from ..export.comparison import output_stats, quiet_polygraphy
+from ..export.comparison import output_stats, quiet_polygraphy, simple_compare
 
 REFERENCE = "fp32"
 
@@ -76,7 +76,7 @@ def input_shape(onnx_path: Path) -> list[int]:
 def validate(models: dict[str, Path], pairs: list[Pair], max_loss_db: float, data: str) -> tuple[Report, dict]:
     """models: precision -> ONNX (or engine) path, with "fp32" the reference. Returns the report and
     the outputs of the worst image, for the crops figure."""
-    from polygraphy.comparator import CompareFunc, Comparator
+    from polygraphy.comparator import Comparator
 
     for precision, path in models.items():
         if not Path(path).is_file():
@@ -108,7 +108,7 @@ def validate(models: dict[str, Path], pairs: list[Pair], max_loss_db: float, dat
         entry["passed"] = entry["loss_db"] <= max_loss_db
         report.passed &= entry["passed"]
         with quiet_polygraphy():
-            accuracy = Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(),
+            accuracy = Comparator.compare_accuracy(results, compare_func=simple_compare(),
                                                    comparisons=[(list(models).index(REFERENCE),
                                                                  list(models).index(precision))])
         stats = output_stats(accuracy, OUTPUT_NAME)
