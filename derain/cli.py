@@ -94,8 +94,11 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _print_lint(path: Path, targets: str) -> None:
-    from .export.lint import lint_file
+    from .export.lint import TARGETS, lint_file
 
+    unknown = [t for t in targets.split(",") if t not in TARGETS]
+    if unknown:
+        raise DerainError(f"--targets {targets}: unknown TensorRT version {unknown[0]} (choose from {', '.join(TARGETS)})")
     findings = lint_file(path, tuple(targets.split(",")))
     for finding in findings:
         print(finding)

@@ -123,3 +123,5 @@ def test_export_and_lint_commands(tmp_path, tiny_checkpoint):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "bad.onnx"))
     result = run_derain("lint", tmp_path / "bad.onnx")
     assert result.returncode == 1 and "topk-k" in result.stdout and "big_sort" in result.stdout
+    result = run_derain("lint", tmp_path / "m.onnx", "--targets", "10.3,9.0")
+    assert result.returncode == 1 and "unknown TensorRT version 9.0" in result.stderr
