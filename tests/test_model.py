@@ -83,3 +83,17 @@ def test_unknown_config_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown model config 'huge'"):
         get_config("huge")
     assert set(CONFIGS) == {"paper", "edge", "tiny"}
+
+
+def test_training_moves_unused_centroids_onto_pixel_features():
+    from derain.model.nonlocal_attention import NonLocalAttention
+
+    torch.manual_seed(0)
+    attention = NonLocalAttention(dim=8, heads=1, window=2, clusters=4).train()
+    tokens = torch.nn.functional.normalize(torch.rand(1, 16, 8) + 2.0, dim=-1)  # a narrow cone of features
+    attention.centroids.copy_(torch.nn.functional.normalize(torch.tensor(
+        [[1.0] * 8, [-1.0] * 8, [1.0, -1.0] * 4, [-1.0, 1.0] * 4]), dim=-1))  # only the first can win
+    attention.assign(tokens)
+    similarity = attention.centroids @ tokens[0].t()
+    assert (similarity.max(dim=1).values > 0.999).sum() == 3  # the three unused ones now sit on pixels
+    assert torch.bincount(attention.assign(tokens)[0], minlength=4).gt(0).sum() > 1

@@ -46,7 +46,12 @@ class NonLocalAttention(nn.Module):
         sums = torch.einsum("blk,blc->kc", one_hot, unit)
         used = one_hot.sum(dim=(0, 1))[:, None] > 0
         moved = F.normalize(self.momentum * self.centroids + (1 - self.momentum) * F.normalize(sums, dim=-1), dim=-1)
-        self.centroids.copy_(torch.where(used, moved, self.centroids))
+        # A centroid no pixel chose is moved onto a random pixel's feature (a codebook reset, as in
+        # VQ-VAE training): random directions mostly miss the cone the features occupy, and without
+        # this 3-7 of 8 centroids per block stayed unused, some blocks with a single cluster.
+        pixels = unit.reshape(-1, unit.shape[-1])
+        reseeded = pixels[torch.randint(len(pixels), (self.clusters,), device=unit.device)]
+        self.centroids.copy_(torch.where(used, moved, reseeded))
 
     def forward(self, x: torch.Tensor, rain_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, H, W, C) with H*W a multiple of window*window; rain_mask is not used."""
