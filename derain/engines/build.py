@@ -1,9 +1,11 @@
 """Build a TensorRT engine for this device from an ONNX model, with Polygraphy's loaders.
 
-- TensorRT 11 (and the main path on 10): a strongly typed network. Precision comes from the ONNX:
-  the FP16 ONNX (`derain export --fp16`) or the Q/DQ ONNX (`derain quantize`).
-- TensorRT 10 fallback for a plain FP32 ONNX: builder flags FP16/INT8 with precision constraints
-  that keep LayerNorm, Softmax and the NAB sort in FP32, and, for INT8 without Q/DQ, the implicit
+- TensorRT 11: strongly typed networks only. Precision comes from the ONNX: the FP16 ONNX
+  (`derain export --fp16`) or the Q/DQ ONNX (`derain quantize`; its unquantized ops run in FP32,
+  since an FP16 + Q/DQ graph needs opset 19, where QuantizeLinear takes FP16).
+- TensorRT 10: the FP16 ONNX strongly typed; otherwise builder flags, FP16 on with precision
+  constraints that keep LayerNorm, Softmax and the NAB sort in FP32. A Q/DQ ONNX sets INT8 too
+  (explicit quantization, the rest in FP16); a plain ONNX built as INT8 uses the implicit
   calibrator (Polygraphy's Calibrator over calib.npz, cache saved beside the engine).
 The timing cache is per device and reused across builds.
 Written against the TensorRT 10.3 / 11 Python API; tested only where TensorRT is installed.
@@ -78,8 +80,9 @@ def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
     device: DeviceInfo = current_device()
     description, has_qdq, has_fp16, keep = _onnx_facts(onnx_path)
     major = int(trt.__version__.split(".")[0])
-    # Strongly typed whenever the graph carries its precision, and always on TensorRT 11+.
-    strongly_typed = major >= 11 or has_qdq or has_fp16 or options.precision == "fp32"
+    # Strongly typed where the graph carries all its precision, and always on TensorRT 11+. On 10, a
+    # Q/DQ graph builds better weakly typed: what is not quantized runs in FP16, not FP32.
+    strongly_typed = major >= 11 or has_fp16 or options.precision == "fp32"
     if major >= 11 and options.precision != "fp32" and not (has_qdq or has_fp16):
         kind = "Q/DQ (derain quantize)" if options.precision == "int8" else "FP16 (derain export --fp16)"
         raise DerainError(f"{onnx_path}: TensorRT {trt.__version__} builds {options.precision} only from a "
@@ -96,7 +99,9 @@ def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
     if not strongly_typed:  # TensorRT 10: builder flags, FP32 islands by precision constraints
         config_args.update(fp16=True, precision_constraints="obey")
         network = PostprocessNetwork(network, lambda network: _keep_fp32(network, keep))
-        if options.precision == "int8":
+        if options.precision == "int8" and has_qdq:
+            config_args.update(int8=True)  # explicit quantization: the Q/DQ scales are used as they are
+        elif options.precision == "int8":
             if options.calib is None:
                 raise DerainError(f"{onnx_path}: INT8 from an ONNX without Q/DQ needs --calib calib.npz")
             from ..calib.frames import load_calibration
