@@ -23,4 +23,4 @@ def test_bundled_checkpoint_derains_the_example(tmp_path):
     derained = read_image(tmp_path / "rainy-chelsea.png").rgb
     rainy, clean = read_image(EXAMPLES / "rainy-chelsea.png").rgb, read_image(EXAMPLES / "clean-chelsea.png").rgb
     assert derained.shape == rainy.shape
-    assert psnr_y(derained, clean) > psnr_y(rainy, clean) + 1.5  # dB; measured +2.07 (model card)
+    assert psnr_y(derained, clean) > psnr_y(rainy, clean) + 1.5  # dB; measured +2.06 (model card)
