@@ -9,8 +9,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .atomic import atomic_path, ensure_directory
-from .data.io import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, from_pixels, is_image, is_video, open_video, read_frames,
-                      read_image, to_pixels, video_writer, write_image)
+from .data.io import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, files_in, from_pixels, is_image, is_video, open_video,
+                      read_frames, read_image, to_pixels, video_writer, write_image)
 from .errors import DerainError
 from .model import DerainNet, load_checkpoint
 from .model.inference import derain_array
@@ -30,9 +30,7 @@ class Job:
 
 def _sources(path: Path) -> list[Path]:
     if path.is_dir():
-        # Hidden files are skipped: among them, temporaries of an interrupted run.
-        files = sorted(p for p in path.iterdir()
-                       if p.is_file() and not p.name.startswith(".") and (is_image(p) or is_video(p)))
+        files = files_in(path, videos=True)
         if not files:
             raise DerainError(f"{path}: folder has no images or videos ({_SUPPORTED})")
         return files

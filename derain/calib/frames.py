@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import atomic_path
-from ..data.io import from_pixels, is_image, is_video, open_video, read_frames, read_image
+from ..data.io import files_in, from_pixels, is_video, open_video, read_frames, read_image
 from ..errors import DerainError
 from ..export.names import INPUT_NAME
 
@@ -53,7 +53,7 @@ def sample_frames(source: str | Path, count: int, height: int, width: int, seed:
     source = Path(source)
     rng = np.random.default_rng(seed)
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.is_file() and is_image(p))
+        files = files_in(source)
         images = (read_image(files[i]).rgb for i in spread_indices(len(files), count))
         images = tqdm(images, total=min(len(files), count), desc="calib", unit="image")
     elif source.is_file() and is_video(source):

@@ -34,6 +34,13 @@ def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
+def files_in(folder: Path, videos: bool = False) -> list[Path]:
+    """The images (and videos) in a folder, sorted. Hidden files are skipped: among them are the
+    temporaries of an interrupted run."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                  and (is_image(p) or (videos and is_video(p))))
+
+
 @dataclass
 class Image:
     rgb: np.ndarray  # float32 (H, W, 3) in [0, 1]

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.io import is_image, is_video, open_video
+from ..data.io import files_in, is_image, is_video, open_video
 from ..errors import DerainError
 
 SCHEMES = "a video file, a folder of images, /dev/videoN, v4l2:///dev/videoN, csi://N or rtsp://..."
@@ -52,7 +52,7 @@ class CaptureSource(Source):
 
 class FolderSource(Source):
     def __init__(self, folder: Path, fps: float = 30.0) -> None:
-        self.files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_image(p))
+        self.files = files_in(folder)
         if not self.files:
             raise DerainError(f"{folder}: folder has no images")
         self.index, self.fps = 0, fps
