@@ -69,15 +69,15 @@ def _keep_fp32(network: Any, names: set[str]) -> None:
 
 
 def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
-    import tensorrt as trt
-    from polygraphy.backend.trt import (Calibrator, CreateConfig, PostprocessNetwork, engine_bytes_from_network,
-                                        network_from_onnx_path)
-
     if options.precision not in PRECISIONS:
         raise DerainError(f"--precision {options.precision}: choose from {', '.join(PRECISIONS)}")
     if not onnx_path.is_file():
         raise DerainError(f"{onnx_path}: no such ONNX model")
-    device: DeviceInfo = current_device()
+    device: DeviceInfo = current_device()  # first: a one-line error where TensorRT or the GPU is missing
+
+    import tensorrt as trt
+    from polygraphy.backend.trt import (Calibrator, CreateConfig, PostprocessNetwork, engine_bytes_from_network,
+                                        network_from_onnx_path)
     description, has_qdq, has_fp16, keep = _onnx_facts(onnx_path)
     major = int(trt.__version__.split(".")[0])
     # Strongly typed where the graph carries all its precision, and always on TensorRT 11+. On 10, a
