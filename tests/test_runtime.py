@@ -180,3 +180,28 @@ def test_bench_writes_one_entry_per_backend(tmp_path, tiny_onnx, tiny_checkpoint
         assert all(row["p95_ms"] >= row["median_ms"] > 0 and row["fps"] > 0 for row in run["results"])
     result = run_derain("bench", "--onnx", tiny_onnx["tile"], "--sizes", "wide", "-o", output)
     assert result.returncode == 1 and "--sizes wide: expected WxH" in result.stderr
+
+
+def test_build_and_validate_engine_without_tensorrt_are_one_line_errors(tmp_path, tiny_onnx):
+    result = run_derain("build", tiny_onnx["tile"], "--store", tmp_path / "engines")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and "TensorRT is not installed here" in lines[0]
+    assert not (tmp_path / "engines").exists()
+    orin = DeviceInfo(gpu="Orin", compute_capability="8.7", tensorrt="10.3.0")
+    engine = _fake_engine(tmp_path / "engines", orin)
+    result = run_derain("validate", "--onnx", tiny_onnx["tile"], "--engine", engine, "--max-loss-db", 1,
+                        "-o", tmp_path / "report")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and "built for Orin (sm 8.7, TensorRT 10.3.0)" in lines[0]
+    assert not (tmp_path / "report").exists()
+
+
+def test_padding_to_a_model_size_works_for_one_pixel_rows():
+    from derain.data.io import pad_to
+    from derain.validate.report import centre_crop
+
+    row = np.linspace(0, 1, 12, dtype=np.float32).reshape(1, 4, 3)
+    assert pad_to(row, 3, 6).shape == (3, 6, 3)
+    assert np.array_equal(pad_to(row, 3, 6)[2, :4], row[0])  # repeated, as a 1-pixel row cannot mirror
+    assert centre_crop(row, 3, 4).shape == (3, 4, 3)
+    assert np.array_equal(pad_to(np.arange(6.0).reshape(2, 3, 1), 2, 5)[0, :, 0], [0, 1, 2, 1, 0])  # mirrored

@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import atomic_path
-from ..data.io import files_in, from_pixels, is_video, open_video, read_frames, read_image
+from ..data.io import files_in, from_pixels, is_video, open_video, pad_to, read_frames, read_image
 from ..errors import DerainError
 from ..export.names import INPUT_NAME
 
@@ -24,9 +24,7 @@ def spread_indices(total: int, count: int) -> list[int]:
 
 def tile(rgb: np.ndarray, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     """A (height, width) window of the image at a random place, reflect-padded where it is smaller."""
-    pad_h, pad_w = max(0, height - rgb.shape[0]), max(0, width - rgb.shape[1])
-    if pad_h or pad_w:
-        rgb = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect" if min(rgb.shape[:2]) > 1 else "edge")
+    rgb = pad_to(rgb, height, width)
     top = int(rng.integers(0, rgb.shape[0] - height + 1))
     left = int(rng.integers(0, rgb.shape[1] - width + 1))
     return rgb[top : top + height, left : left + width]

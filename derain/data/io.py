@@ -70,6 +70,16 @@ def read_image(path: str | Path) -> Image:
     return Image(np.ascontiguousarray(rgb), pixels.dtype, channels == 1, pixels[:, :, 3] if channels == 4 else None)
 
 
+def pad_to(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pad (H, W, C) bottom/right to at least (height, width): mirrored where the image is more than
+    a pixel wide, else repeated."""
+    pad_h, pad_w = max(0, height - rgb.shape[0]), max(0, width - rgb.shape[1])
+    if not pad_h and not pad_w:
+        return rgb
+    mode = "reflect" if min(rgb.shape[:2]) > 1 else "edge"
+    return np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode)
+
+
 def to_pixels(rgb: np.ndarray, dtype: np.dtype = np.dtype(np.uint8)) -> np.ndarray:
     """float RGB -> BGR integers of `dtype`, clipped and rounded."""
     bgr = cv2.cvtColor(np.clip(rgb, 0.0, 1.0).astype(np.float32), cv2.COLOR_RGB2BGR)

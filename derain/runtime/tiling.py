@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.io import pad_to
+
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of size `tile` covering `length`, neighbours overlapping by >= `overlap`."""
@@ -37,7 +39,7 @@ class Tiler:
 
     def split(self, image: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
         """(H, W, 3) float32 -> (N, 3, height, width) tiles and their (top, left) offsets."""
-        padded = self._pad(image)
+        padded = pad_to(image, self.height, self.width)
         tops = tile_starts(padded.shape[0], self.height, self.overlap)
         lefts = tile_starts(padded.shape[1], self.width, self.overlap)
         offsets = [(top, left) for top in tops for left in lefts]
@@ -54,10 +56,3 @@ class Tiler:
             total[top : top + self.height, left : left + self.width] += tile.transpose(1, 2, 0) * weights
             weight_sum[top : top + self.height, left : left + self.width] += weights
         return (total / weight_sum)[:height, :width]
-
-    def _pad(self, image: np.ndarray) -> np.ndarray:
-        pad_h, pad_w = max(0, self.height - image.shape[0]), max(0, self.width - image.shape[1])
-        if not pad_h and not pad_w:
-            return image
-        mode = "reflect" if min(image.shape[:2]) > 1 else "edge"
-        return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode)

@@ -14,8 +14,9 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..data.datasets import Pair
-from ..data.io import Image, write_image
+from ..data.io import Image, pad_to, write_image
 from ..data.metrics import psnr_y, ssim_y
+from ..engines.store import check_engine
 from ..errors import DerainError
 from ..export.names import INPUT_NAME, OUTPUT_NAME
 from ..export.comparison import output_stats, quiet_polygraphy, simple_compare
@@ -39,22 +40,18 @@ class Report:
 
 
 def centre_crop(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    pad_h, pad_w = max(0, height - rgb.shape[0]), max(0, width - rgb.shape[1])
-    if pad_h or pad_w:
-        rgb = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
+    rgb = pad_to(rgb, height, width)
     top, left = (rgb.shape[0] - height) // 2, (rgb.shape[1] - width) // 2
     return rgb[top : top + height, left : left + width]
 
 
 def _runner(precision: str, path: Path):  # noqa: ANN202 - polygraphy is imported lazily
     if precision == "engine":
-        try:
-            from polygraphy.backend.common import BytesFromPath
-            from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+        from polygraphy.backend.common import BytesFromPath
+        from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
-            return TrtRunner(EngineFromBytes(BytesFromPath(str(path))), name=precision)
-        except ImportError as error:
-            raise DerainError(f"{path}: --engine needs TensorRT (pip install tensorrt, or JetPack's)") from error
+        check_engine(path)  # built for this GPU and TensorRT, or a one-line error (also without TensorRT)
+        return TrtRunner(EngineFromBytes(BytesFromPath(str(path))), name=precision)
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
     return OnnxrtRunner(SessionFromOnnx(str(path), providers=["CPUExecutionProvider"]), name=precision)
