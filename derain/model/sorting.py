@@ -1,14 +1,16 @@
-"""Stable rearrangement of tokens by cluster id, the heart of the NAB.
+"""Stable rearrangement of tokens by an integer sort key, the heart of the NAB.
 
 Both implementations return `dest`: the position each token takes when the sequence is stably
-sorted by cluster id. Tokens move with `rearrange` (a scatter) and come back with `restore` (a
-gather with the same index).
+sorted by key. Tokens move by index only: `inverse_permutation` turns `dest` into `order` (the
+token placed at each position) with one (B, L) integer scatter, and `gather_rows` moves whole
+rows with a plain Gather. No (B, L, C) index or zeros tensor exists, so nothing of the feature
+map's size is folded into the ONNX as a constant (354 MB at 720p with the old ScatterElements move).
 
 - `positions_argsort`: the plain reference, torch.argsort. It exports as TopK, which TensorRT
   caps at K = 3840 tokens, far below a 720p feature map.
 - `positions_counting`: a counting sort with static shapes and no TopK or NonZero:
-  one-hot -> cumulative count (rank within the cluster) -> per-cluster offsets. Counts are kept
-  in float32: exact up to 2**24 tokens, and CumSum in TensorRT 10.3 has no integer type.
+  one-hot -> cumulative count (rank within the key) -> per-key offsets. Counts are kept in
+  float32: exact up to 2**24 tokens, and CumSum in TensorRT 10.3 has no integer type.
 tests/test_sorting.py proves the two equal.
 """
 
@@ -21,35 +23,52 @@ import torch
 SortMethod = Literal["argsort", "counting"]
 
 
-def positions_argsort(cluster_ids: torch.Tensor) -> torch.Tensor:
-    """(B, L) integer cluster ids -> (B, L) destination positions, via a stable argsort."""
-    order = torch.argsort(cluster_ids, dim=-1, stable=True)  # order[j] = token placed at j
+def positions_argsort(keys: torch.Tensor) -> torch.Tensor:
+    """(B, L) integer keys -> (B, L) destination positions, via a stable argsort."""
+    order = torch.argsort(keys, dim=-1, stable=True)  # order[j] = token placed at j
     return torch.argsort(order, dim=-1)  # the inverse permutation: token i goes to dest[i]
 
 
-def positions_counting(cluster_ids: torch.Tensor, clusters: int) -> torch.Tensor:
-    """(B, L) cluster ids in [0, clusters) -> (B, L) destination positions, via a counting sort."""
-    one_hot = (cluster_ids[..., None] == torch.arange(clusters, device=cluster_ids.device)).float()
-    running = one_hot.cumsum(dim=1)  # (B, L, K): tokens of each cluster seen so far
+def positions_counting(keys: torch.Tensor, buckets: int) -> torch.Tensor:
+    """(B, L) keys in [0, buckets) -> (B, L) destination positions, via a counting sort."""
+    one_hot = (keys[..., None] == torch.arange(buckets, device=keys.device)).float()
+    running = one_hot.cumsum(dim=1)  # (B, L, K): tokens of each key seen so far
     counts = running[:, -1]  # (B, K)
-    offsets = counts.cumsum(dim=-1) - counts  # where each cluster's run starts
+    offsets = counts.cumsum(dim=-1) - counts  # where each key's run starts
     dest = ((running - 1.0 + offsets[:, None]) * one_hot).sum(dim=-1)
     return dest.long()
 
 
-def sort_positions(cluster_ids: torch.Tensor, clusters: int, method: SortMethod) -> torch.Tensor:
+def sort_positions(keys: torch.Tensor, buckets: int, method: SortMethod) -> torch.Tensor:
     if method == "argsort":
-        return positions_argsort(cluster_ids)
+        return positions_argsort(keys)
     if method == "counting":
-        return positions_counting(cluster_ids, clusters)
+        return positions_counting(keys, buckets)
     raise ValueError(f"unknown sort method {method!r}")
 
 
+def inverse_permutation(dest: torch.Tensor) -> torch.Tensor:
+    """(B, L) dest -> (B, L) order with order[dest[i]] = i: a scatter of L integers per image.
+
+    `dest` itself is the scatter's base: it is a permutation, so every entry is overwritten, and
+    no zeros tensor (which onnxsim would fold into a constant) is needed. The one constant left is
+    the positions 0..L-1 (8 MB at L = 983040, the full resolution of a 720p frame)."""
+    positions = torch.arange(dest.shape[1], device=dest.device).expand_as(dest)
+    return dest.scatter(1, dest, positions)
+
+
+def gather_rows(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(B, L, C) tokens, (B, L) index -> out[b, j] = tokens[b, index[b, j]]: one row Gather."""
+    b, length, channels = tokens.shape
+    flat = index + (torch.arange(b, device=index.device) * length)[:, None]
+    return tokens.reshape(b * length, channels)[flat.reshape(-1)].reshape(b, length, channels)
+
+
 def rearrange(tokens: torch.Tensor, dest: torch.Tensor) -> torch.Tensor:
-    """(B, L, C) tokens -> the same tokens in sorted order (ScatterElements, no reduction)."""
-    return torch.zeros_like(tokens).scatter(1, dest[..., None].expand_as(tokens), tokens)
+    """(B, L, C) tokens -> the same tokens in sorted order."""
+    return gather_rows(tokens, inverse_permutation(dest))
 
 
 def restore(tokens: torch.Tensor, dest: torch.Tensor) -> torch.Tensor:
-    """Inverse of rearrange (GatherElements)."""
-    return tokens.gather(1, dest[..., None].expand(-1, -1, tokens.shape[-1]))
+    """Inverse of rearrange: sorted tokens back to their places."""
+    return gather_rows(tokens, dest)
