@@ -1,11 +1,39 @@
+import math
+
 import torch
 
 from derain.model.attention import WindowAttention, shift_region_bias
 
 
 def _masked_attention(shift: bool = False) -> WindowAttention:
+    """A MAB whose strength has grown large, as training can make it: masked keys then get no weight."""
     torch.manual_seed(0)
-    return WindowAttention(dim=8, heads=2, window=4, shift=shift, masked=True).eval()
+    attention = WindowAttention(dim=8, heads=2, window=4, shift=shift, masked=True).eval()
+    with torch.no_grad():
+        attention.log_mask_strength.fill_(math.log(50.0))
+    return attention
+
+
+def test_mask_strength_is_per_head_on_a_log_scale_and_learns():
+    attention = WindowAttention(dim=8, heads=2, window=4, masked=True)
+    assert attention.log_mask_strength.shape == (2, 1, 1)
+    assert torch.allclose(attention.log_mask_strength.exp(), torch.tensor(WindowAttention.MASK_STRENGTH))
+    mask = (torch.rand(1, 8, 8, 1) > 0.5).float()
+    attention(torch.randn(1, 8, 8, 8), mask).square().sum().backward()
+    assert (attention.log_mask_strength.grad.abs() > 0).all()  # both heads' strengths move
+
+
+def test_stb_has_swin_relative_position_bias():
+    attention = WindowAttention(dim=8, heads=2, window=4, position_bias=True)
+    assert attention.position_bias.shape == (2, 49)
+    assert attention.position_index.shape == (16, 16) and int(attention.position_index.max()) == 48
+    # The same relative offset reads the same table entry: (0,0)->(1,1) and (1,1)->(2,2).
+    assert attention.position_index[0, 5] == attention.position_index[5, 10]
+    x = torch.randn(1, 4, 4, 8)
+    before = attention(x)
+    with torch.no_grad():
+        attention.position_bias.add_(torch.randn_like(attention.position_bias))
+    assert not torch.allclose(attention(x), before)
 
 
 def test_mab_ignores_masked_keys():
@@ -55,7 +83,7 @@ def test_shifted_masked_attention_ignores_masked_keys_too():
 
 
 def test_shift_bias_separates_wrapped_regions_only():
-    bias = shift_region_bias(8, 8, window=4, shift=2, device=torch.device("cpu"))
+    bias = shift_region_bias(torch.zeros(1, 8, 8, 3), window=4, shift=2)
     assert bias.shape == (4, 16, 16)
     assert bias[0].eq(0).all()  # the top-left window holds one region
     assert bias[3].lt(0).any()  # the bottom-right one mixes wrapped borders

@@ -1,9 +1,17 @@
 """Rain-streak mask from morphological operations (stage 1 of the paper, Fig. 2).
 
-Rain streaks are thin and brighter than what lies behind them, so the white top-hat of the
-luminance (the image minus its morphological opening) lights them up while flat regions and
-large objects give ~0. Erosion and dilation are max-pools (native in ONNX and TensorRT).
-The mask is soft (a sigmoid of the thresholded top-hat) so its threshold trains with the network.
+Rain streaks are thin, long, near-vertical and brighter *in every channel* than what lies behind
+them (rain is achromatic). So:
+1. the white top-hat (the image minus its morphological opening) of the darkest channel lights up
+   thin bright details that are bright in R, G and B alike, not coloured highlights;
+2. an opening of that response with a near-vertical line keeps what is elongated along the rain's
+   direction and drops dots and short texture;
+3. a soft threshold (learnable: mean + a * std of the response + floor).
+Measured against the true rain mask of the train pairs (benchmarks/mask_quality.py), this raised
+recall on Rain200H and cut the rain-free pixels it flags on clean photos against the first version
+(luma top-hat only); the numbers are in the README.
+Erosion and dilation are max-pools (native in ONNX and TensorRT). Coarser levels get the fraction
+of rain in each cell (average pooling): max-pooling saturated to 54-97% at 1/4 and 1/8 resolution.
 """
 
 from __future__ import annotations
@@ -12,16 +20,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# ITU-R BT.601 luma weights, the Y of the YCbCr used by the deraining papers.
-_LUMA = (0.299, 0.587, 0.114)
-
-
 def dilate(x: torch.Tensor, kernel: int) -> torch.Tensor:
     return F.max_pool2d(x, kernel, stride=1, padding=kernel // 2)
 
 
 def erode(x: torch.Tensor, kernel: int) -> torch.Tensor:
     return -F.max_pool2d(-x, kernel, stride=1, padding=kernel // 2)
+
+
+def streak_filter(x: torch.Tensor, length: int, width: int) -> torch.Tensor:
+    """Keep the parts of `x` that lie on a near-vertical streak at least `length` pixels tall.
+
+    An opening with a vertical line, taken on `x` widened by `width` pixels so that slanted streaks
+    (up to about atan((width - 1) / length), 24 degrees for 9 x 5) still hold a whole line; the
+    minimum with `x` gives the streaks back their own thin shape."""
+    pad = length - 1
+    widened = F.max_pool2d(x, (1, width), stride=1, padding=(0, width // 2)) if width > 1 else x
+    padded = F.pad(widened, (0, 0, pad, pad), mode="replicate")
+    eroded = -F.max_pool2d(-padded, (length, 1), stride=1, padding=(length // 2, 0))
+    opened = F.max_pool2d(eroded, (length, 1), stride=1, padding=(length // 2, 0))[..., pad:-pad, :]
+    return torch.minimum(x, opened)
 
 
 def white_top_hat(y: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -38,30 +56,29 @@ def white_top_hat(y: torch.Tensor, kernel: int) -> torch.Tensor:
 class RainMask(nn.Module):
     """Image (B,3,H,W) in [0,1] -> soft rain mask (B,1,H,W) in [0,1], 1 = rain streak."""
 
-    def __init__(self, kernel: int = 7, threshold_std: float = 1.0, threshold_floor: float = 0.03,
-                 softness: float = 0.01) -> None:
+    def __init__(self, kernel: int = 7, line: int = 9, line_width: int = 5, threshold_std: float = 0.0,
+                 threshold_floor: float = 0.08, softness: float = 0.01) -> None:
         super().__init__()
-        if kernel % 2 == 0:
-            raise ValueError("mask kernel must be odd")
-        self.kernel = kernel
-        self.softness = softness
-        # Learnable threshold: mean + a * std of the top-hat + floor (the floor keeps flat images empty).
+        if kernel % 2 == 0 or line % 2 == 0 or line_width % 2 == 0:
+            raise ValueError("mask kernel, line length and line width must be odd")
+        self.kernel, self.line, self.line_width, self.softness = kernel, line, line_width, softness
+        # Learnable threshold: mean + a * std of the response + floor (the floor keeps flat images empty).
         self.threshold_std = nn.Parameter(torch.tensor(float(threshold_std)))
         self.threshold_floor = nn.Parameter(torch.tensor(float(threshold_floor)))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        luma = sum(w * image[:, c : c + 1] for c, w in enumerate(_LUMA))
-        top_hat = white_top_hat(luma, self.kernel)
-        mean = top_hat.mean(dim=(2, 3), keepdim=True)
-        std = top_hat.std(dim=(2, 3), keepdim=True)
+        darkest = image.amin(dim=1, keepdim=True)
+        response = streak_filter(white_top_hat(darkest, self.kernel), self.line, self.line_width)
+        mean = response.mean(dim=(2, 3), keepdim=True)
+        std = response.std(dim=(2, 3), keepdim=True)
         threshold = mean + self.threshold_std * std + self.threshold_floor
-        mask = torch.sigmoid((top_hat - threshold) / self.softness)
+        mask = torch.sigmoid((response - threshold) / self.softness)
         return dilate(mask, 3)  # also cover the streaks' blurred borders
 
     def pyramid(self, image: torch.Tensor, levels: int) -> list[torch.Tensor]:
-        """The mask at full resolution and at each of `levels` halvings (a coarse pixel is rain if any
-        of its fine pixels is)."""
+        """The mask at full resolution and at each of `levels` halvings: the fraction of rain in each
+        coarse cell."""
         masks = [self(image)]
         for _ in range(levels):
-            masks.append(F.max_pool2d(masks[-1], 2))
+            masks.append(F.avg_pool2d(masks[-1], 2))
         return masks
