@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import run_derain
-from derain.model import build_model
+from derain.model import CONFIGS, build_model
 
 
 def _write_image(path: Path, shape=(37, 50, 3), dtype=np.uint8, seed=0) -> np.ndarray:
@@ -39,11 +39,12 @@ def test_info_json_lists_every_config_with_counted_params():
     result = run_derain("info", "--json")
     assert result.returncode == 0, result.stderr
     rows = {row["model"]: row for row in json.loads(result.stdout)}
-    assert set(rows) == {"paper", "edge", "tiny"}
+    assert set(rows) == set(CONFIGS)
     for name, row in rows.items():
         assert row["params"] == sum(p.numel() for p in build_model(name).parameters())
         assert 0 < row["gflops"]["256x256"] < row["gflops"]["1280x720"]
     assert rows["tiny"]["gflops"]["256x256"] < rows["edge"]["gflops"]["256x256"] < rows["paper"]["gflops"]["256x256"]
+    assert rows["realtime"]["gflops"]["1280x720"] <= 40  # the Jetson budget of the realtime config
 
 
 def test_run_one_image_keeps_size_and_format(tmp_path, tiny_checkpoint):

@@ -82,7 +82,7 @@ def test_counting_sort_model_equals_argsort_model():
 def test_unknown_config_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown model config 'huge'"):
         get_config("huge")
-    assert set(CONFIGS) == {"paper", "edge", "tiny"}
+    assert {"paper", "realtime", "edge", "tiny", "paper-m1", "paper-m5"} <= set(CONFIGS)
 
 
 def test_training_moves_unused_centroids_onto_pixel_features():
@@ -93,7 +93,45 @@ def test_training_moves_unused_centroids_onto_pixel_features():
     tokens = torch.nn.functional.normalize(torch.rand(1, 16, 8) + 2.0, dim=-1)  # a narrow cone of features
     attention.centroids.copy_(torch.nn.functional.normalize(torch.tensor(
         [[1.0] * 8, [-1.0] * 8, [1.0, -1.0] * 4, [-1.0, 1.0] * 4]), dim=-1))  # only the first can win
-    attention.assign(tokens)
+    attention.sort_keys(tokens)
     similarity = attention.centroids @ tokens[0].t()
     assert (similarity.max(dim=1).values > 0.999).sum() == 3  # the three unused ones now sit on pixels
-    assert torch.bincount(attention.assign(tokens)[0], minlength=4).gt(0).sum() > 1
+    assert torch.bincount(attention.sort_keys(tokens)[0][0], minlength=4).gt(0).sum() > 1
+
+
+def _attention_kinds(stage) -> set[str]:
+    """What a stage's blocks really compute, read from their attention modules."""
+    from derain.model.attention import WindowAttention
+    from derain.model.nonlocal_attention import NonLocalAttention
+
+    kinds = set()
+    for module in stage.modules():
+        if isinstance(module, NonLocalAttention):
+            kinds.add("nab")
+        elif isinstance(module, WindowAttention) and not any(
+                isinstance(parent, NonLocalAttention) and parent.local is module for parent in stage.modules()):
+            kinds.add("mab" if module.masked else "stb" if module.position_bias is not None else "plain")
+    return kinds
+
+
+@pytest.mark.parametrize("name,encoder,decoder", [("paper", "mab", "nab"), ("paper-m1", "stb", "stb"),
+                                                  ("paper-m2", "mab", "mab"), ("paper-m3", "nab", "nab"),
+                                                  ("paper-m4", "mab", "stb"), ("paper-m5", "stb", "nab")])
+def test_table2_configs_hold_only_the_blocks_their_names_say(name, encoder, decoder):
+    with torch.device("meta"):
+        model = build_model(name)
+    assert all(_attention_kinds(stage) == {encoder} for stage in model.encoder)
+    stage2 = [model.bottleneck, model.refine, *model.decoder]
+    assert all(_attention_kinds(stage) == {decoder} for stage in stage2)
+
+
+def test_realtime_is_conv_at_full_and_half_resolution_and_dual_stage_below():
+    config = get_config("realtime")
+    with torch.device("meta"):
+        model = build_model(config)
+    for level in range(config.levels):
+        for part, stages in (("encoder", model.encoder), ("decoder", model.decoder)):
+            kinds = _attention_kinds(stages[level])
+            assert kinds <= ({"mab"} if part == "encoder" else {"nab"}) if level >= 2 else kinds == set()
+    assert _attention_kinds(model.encoder[2]) == {"mab"} and _attention_kinds(model.bottleneck) == {"nab"}
+    assert all(c % 16 == 0 for c in (config.channels * 2**i for i in range(config.levels + 1)))

@@ -1,4 +1,4 @@
-"""Transformer blocks (STB, MAB, NAB) and the stages that stack them."""
+"""Blocks (STB, MAB, NAB transformer blocks; plain residual convolutions) and the stages that stack them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import WindowAttention
-from .config import BlockKind
+from .config import BlockKind, StageKind
 from .nonlocal_attention import NonLocalAttention
 
 
@@ -28,24 +28,38 @@ class GatedConvFeedForward(nn.Module):
         return self.reduce(F.gelu(gate) * value)
 
 
-def make_attention(kind: BlockKind, dim: int, heads: int, window: int, clusters: int, shift: bool) -> nn.Module:
-    if kind == "stb":
-        return WindowAttention(dim, heads, window, shift=shift)
+def make_attention(kind: BlockKind, dim: int, heads: int, window: int, clusters: int, shift: bool,
+                   sub_buckets: int) -> nn.Module:
+    if kind == "stb":  # Swin's block: window attention with a relative position bias
+        return WindowAttention(dim, heads, window, shift=shift, position_bias=True)
     if kind == "mab":
         return WindowAttention(dim, heads, window, shift=shift, masked=True)
     if kind == "nab":
-        return NonLocalAttention(dim, heads, window, clusters, shift=shift)
+        return NonLocalAttention(dim, heads, window, clusters, shift=shift, sub_buckets=sub_buckets)
     raise ValueError(f"unknown block kind {kind!r}")
+
+
+class ConvBlock(nn.Module):
+    """x + conv3x3(ReLU(conv3x3(x))) (EDSR's residual block): the plain, wide convolutions that
+    TensorRT runs near peak, for the full- and half-resolution levels of the real-time network."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(dim, dim, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
 
 
 class TransformerBlock(nn.Module):
     """Pre-norm block: x + attention(LN(x)), then x + FFN(LN(x)). Channels-last."""
 
     def __init__(self, kind: BlockKind, dim: int, heads: int, window: int, clusters: int, shift: bool,
-                 ffn_expansion: float) -> None:
+                 ffn_expansion: float, sub_buckets: int = 1) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = make_attention(kind, dim, heads, window, clusters, shift)
+        self.attn = make_attention(kind, dim, heads, window, clusters, shift, sub_buckets)
         self.norm2 = nn.LayerNorm(dim)
         self.ffn = GatedConvFeedForward(dim, ffn_expansion)
 
@@ -55,18 +69,28 @@ class TransformerBlock(nn.Module):
 
 
 class Stage(nn.Module):
-    """`depth` blocks of one kind on (B, C, H, W) maps; odd blocks shift their windows (Swin)."""
+    """`depth` blocks of one kind on (B, C, H, W) maps; odd transformer blocks shift their windows
+    (Swin) and their NAB chunks."""
 
-    def __init__(self, kind: BlockKind, depth: int, dim: int, heads: int, window: int, clusters: int,
-                 ffn_expansion: float) -> None:
+    def __init__(self, kind: StageKind, depth: int, dim: int, heads: int, window: int, clusters: int,
+                 ffn_expansion: float, sub_buckets: int = 1) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(
-            TransformerBlock(kind, dim, heads, window, clusters, shift=i % 2 == 1, ffn_expansion=ffn_expansion)
-            for i in range(depth)
-        )
+        self.kind = kind
+        if kind == "conv":
+            self.blocks = nn.ModuleList(ConvBlock(dim) for _ in range(depth))
+        else:
+            self.blocks = nn.ModuleList(
+                TransformerBlock(kind, dim, heads, window, clusters, shift=i % 2 == 1, ffn_expansion=ffn_expansion,
+                                 sub_buckets=sub_buckets)
+                for i in range(depth)
+            )
 
     def forward(self, x: torch.Tensor, rain_mask: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W), rain_mask (B, 1, H, W)."""
+        if self.kind == "conv":
+            for block in self.blocks:
+                x = block(x)
+            return x
         x, mask = x.permute(0, 2, 3, 1), rain_mask.permute(0, 2, 3, 1)
         for block in self.blocks:
             x = block(x, mask)

@@ -19,22 +19,24 @@ from .sorting import SortMethod
 
 
 class Downsample(nn.Module):
-    """Halve the resolution, double the channels: 3x3 conv then PixelUnshuffle (Restormer)."""
+    """Halve the resolution, double the channels: conv (3x3 in Restormer) then PixelUnshuffle."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, kernel: int = 3) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(dim, dim // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2))
+        self.body = nn.Sequential(nn.Conv2d(dim, dim // 2, kernel, padding=kernel // 2, bias=False),
+                                  nn.PixelUnshuffle(2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
 
 class Upsample(nn.Module):
-    """Double the resolution, halve the channels: 3x3 conv then PixelShuffle (sub-pixel conv)."""
+    """Double the resolution, halve the channels: conv then PixelShuffle (sub-pixel conv)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, kernel: int = 3) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(dim, dim * 2, 3, padding=1, bias=False), nn.PixelShuffle(2))
+        self.body = nn.Sequential(nn.Conv2d(dim, dim * 2, kernel, padding=kernel // 2, bias=False),
+                                  nn.PixelShuffle(2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -49,20 +51,24 @@ class DerainNet(nn.Module):
         dims = [cfg.channels * 2**i for i in range(cfg.levels + 1)]
 
         def stage(kind, depth, level):  # noqa: ANN001, ANN202 - local shorthand
-            return Stage(kind, depth, dims[level], cfg.heads[level], cfg.window, cfg.clusters, cfg.ffn_expansion)
+            return Stage(kind, depth, dims[level], cfg.heads[level], cfg.window, cfg.clusters, cfg.ffn_expansion,
+                         cfg.sub_buckets)
 
-        self.rain_mask = RainMask(cfg.mask_kernel, cfg.mask_threshold_std, cfg.mask_threshold_floor, cfg.mask_softness)
+        self.rain_mask = RainMask(cfg.mask_kernel, cfg.mask_line, cfg.mask_line_width, cfg.mask_threshold_std,
+                                  cfg.mask_threshold_floor, cfg.mask_softness)
         self.embed = nn.Conv2d(3, cfg.channels, 3, padding=1)
-        self.encoder = nn.ModuleList(stage(cfg.encoder_block, n, i) for i, n in enumerate(cfg.encoder_blocks))
-        self.down = nn.ModuleList(Downsample(dims[i]) for i in range(cfg.levels))
+        self.encoder = nn.ModuleList(
+            stage(cfg.stage_kind("encoder", i), n, i) for i, n in enumerate(cfg.encoder_blocks))
+        self.down = nn.ModuleList(Downsample(dims[i], cfg.resample_kernel) for i in range(cfg.levels))
         self.bottleneck = stage(cfg.bottleneck_block, cfg.bottleneck_blocks, cfg.levels)
         # Decoder modules are indexed by level (0 = full resolution), run from coarse to fine.
-        self.up = nn.ModuleList(Upsample(dims[i + 1]) for i in range(cfg.levels))
+        self.up = nn.ModuleList(Upsample(dims[i + 1], cfg.resample_kernel) for i in range(cfg.levels))
         self.fuse = nn.ModuleList(nn.Conv2d(2 * dims[i], dims[i], 1) for i in range(cfg.levels))
         self.decoder = nn.ModuleList(
-            stage(cfg.decoder_block, n, i) for i, n in zip(reversed(range(cfg.levels)), cfg.decoder_blocks)
+            stage(cfg.stage_kind("decoder", i), n, i)
+            for i, n in zip(reversed(range(cfg.levels)), cfg.decoder_blocks)
         )[::-1]
-        self.refine = stage(cfg.decoder_block, cfg.refine_blocks, 0)
+        self.refine = stage(cfg.stage_kind("decoder", 0), cfg.refine_blocks, 0)
         self.head = nn.Conv2d(cfg.channels, 3, 3, padding=1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
