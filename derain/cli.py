@@ -47,14 +47,34 @@ def _run(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     import torch
 
-    from .model import build_model
+    from .data.datasets import DataSpec
     from .train import TrainSettings, train
+    from .train.loop import parse_patches
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    settings = TrainSettings(data=args.data, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
-                             seed=args.seed, device=args.device)
-    train(build_model(args.model), settings, output=args.output)
-    print(f"saved {args.output}")
+    if args.steps < 1:
+        raise DerainError(f"--steps {args.steps}: must be at least 1")
+    mix = tuple(float(w) for w in args.mix.split(","))
+    if len(mix) != 3 or min(mix) < 0:
+        raise DerainError(f"--mix {args.mix!r}: three non-negative weights (pairs,synthetic,transplant)")
+    spec = DataSpec(pairs=tuple(args.pairs), clean=tuple(args.clean), rain_layers=tuple(args.rain_layers), mix=mix,
+                    val_fraction=args.val_fraction)
+    settings = TrainSettings(model=args.model, data=spec, steps=args.steps, time_budget=args.time_budget,
+                             batch=args.batch, patches=parse_patches(args.patches), lr=args.lr, loss=args.loss,
+                             fft_weight=args.fft_weight, val_every=args.val_every, save_every=args.save_every,
+                             seed=args.seed, device=args.device, workers=args.workers, bf16=args.bf16,
+                             channels_last=args.channels_last)
+    log = train(settings, args.output, resume=args.resume)
+    print(json.dumps({"run": str(args.output), "best": log["best"]}, indent=2))
+
+
+def _duration(text: str) -> float:
+    """"110m", "2h", "90s" or plain seconds -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 110m, 2h or 90s") from None
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -217,17 +237,33 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--store", type=Path, help="also list the engines in this engine store (e.g. engines/)")
     info.set_defaults(func=_info)
 
-    train = sub.add_parser("train", help="train a model on paired folders or synthetic rain")
-    train.add_argument("--model", default="edge", choices=tuple(CONFIGS), help="model config")
-    train.add_argument("--data", default="synthetic", help='"synthetic" or a folder with rain/ and norain/')
-    train.add_argument("--steps", type=int, default=2000)
+    train = sub.add_parser("train", help="train a model (resumable; under torchrun: DDP)",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--model", default="realtime", choices=tuple(CONFIGS), help="model config")
+    train.add_argument("--pairs", nargs="*", default=[], help="paired folders (rain/, norain/); never a test split")
+    train.add_argument("--clean", nargs="*", default=["skimage"],
+                       help="folders of clean photographs for synthetic rain ('skimage': its sample photos)")
+    train.add_argument("--rain-layers", nargs="*", default=[], help="paired folders whose rain is transplanted")
+    train.add_argument("--mix", default="1,1,1", help="weights of pairs,synthetic,transplant")
+    train.add_argument("--val-fraction", type=float, default=0.1, help="of the pairs, held out for validation")
+    train.add_argument("--steps", type=int, default=2000, help="ignored with --time-budget")
+    train.add_argument("--time-budget", type=_duration, help="e.g. 110m: the step count is set to fill it")
     train.add_argument("--batch", type=int, default=8)
-    train.add_argument("--patch", type=int, default=128)
-    train.add_argument("--lr", type=float, default=3e-4)
+    train.add_argument("--patches", default="64", help="progressive patches PATCH:FRACTION,... e.g. 64:0.7,128:0.3")
+    train.add_argument("--lr", type=float, help="peak learning rate (default: per config, 1e-3 for realtime)")
+    train.add_argument("--loss", default="charbonnier", choices=("charbonnier", "l1"))
+    train.add_argument("--fft-weight", type=float, default=0.0, help="weight of an FFT-amplitude L1 term")
+    train.add_argument("--val-every", type=int, default=500, help="steps between validations")
+    train.add_argument("--save-every", type=int, default=200, help="steps between resumable checkpoints")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu")
-    train.add_argument("--threads", type=int, help="CPU threads for torch")
-    train.add_argument("-o", "--output", required=True, type=Path, help="checkpoint to write (.pt)")
+    train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    train.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    train.add_argument("--channels-last", action="store_true")
+    train.add_argument("--threads", type=int, help="CPU threads for torch (1 on a busy machine)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --output exactly")
+    train.add_argument("-o", "--output", required=True, type=Path,
+                       help="run folder: last.pt (resume), best.pt (best EMA weights), log.json, curves.png")
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("eval", help="PSNR/SSIM (Y channel) of a checkpoint on paired data")

@@ -1,14 +1,19 @@
 import json
+import os
+import socket
 
+import cv2
 import numpy as np
 import pytest
 import torch
+import torch.multiprocessing as mp
 
 from conftest import run_derain
-from derain.data.datasets import PatchDataset, load_pairs
+from derain.data.datasets import DataSpec, TrainingData, clean_name_candidates, load_pairs, pair_paths
 from derain.data.metrics import psnr_y, ssim_y
-from derain.model import build_model, load_checkpoint
+from derain.model import build_model, get_config, load_checkpoint
 from derain.train import TrainSettings, evaluate, train
+from derain.train.loop import Schedule, parse_patches, plan
 
 pytest.importorskip("skimage", reason="synthetic data needs scikit-image's sample photos (the `train` extra)")
 
@@ -27,24 +32,163 @@ def test_psnr_and_ssim_behave():
     assert psnr_y(shifted + 1 / 255, shifted) == pytest.approx(20 * np.log10(255 / y_step), abs=1e-3)
 
 
-def test_synthetic_patches_are_seeded_and_rainy():
-    first, again = PatchDataset("synthetic", 48, 4, seed=3), PatchDataset("synthetic", 48, 4, seed=3)
-    rainy, clean = first[2]
-    assert rainy.shape == clean.shape == (3, 48, 48)
-    assert torch.equal(rainy, again[2][0])
-    assert not torch.equal(rainy, first[1][0])
-    assert (rainy >= clean - 1e-6).all()  # rain only brightens (screen blend)
+def _identity_model():
+    """The residual network with a zero head outputs its input exactly."""
+    model = build_model("tiny").eval()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+    return model
 
 
-def test_training_lowers_the_loss_and_saves_a_loadable_checkpoint(tmp_path):
-    model = build_model("tiny")
-    settings = TrainSettings(steps=60, batch=4, patch=32, lr=2e-3)
-    losses = train(model, settings, output=tmp_path / "tiny.pt", log_every=10)
-    assert len(losses) == 60 and np.mean(losses[-10:]) < np.mean(losses[:10])
-    loaded, meta = load_checkpoint(tmp_path / "tiny.pt")
-    assert meta["training"]["steps"] == 60
-    scores = evaluate(loaded, load_pairs("synthetic")[:2])
-    assert scores["images"] == 2 and np.isfinite(scores["psnr"])
+def test_evaluation_matches_a_hand_computation_and_quantises_outputs():
+    clean = np.full((32, 40, 3), 100 / 255, np.float32)
+    rainy = clean + 10 / 255  # every channel 10 levels brighter
+    y_error = 10 * (65.481 + 128.553 + 24.966) / 255  # Y levels (MATLAB rgb2ycbcr)
+    scores = evaluate(_identity_model(), [(rainy, clean)], progress=False)
+    assert scores["psnr"] == pytest.approx(20 * np.log10(255 / y_error), abs=1e-3)
+    assert scores["psnr"] == pytest.approx(scores["input_psnr"], abs=1e-3) and scores["images"] == 1
+    # An output 0.4 of a level off is scored as the uint8 image a user gets: rounded away.
+    scores = evaluate(_identity_model(), [(clean + 0.4 / 255, clean)], progress=False)
+    assert scores["psnr"] == float("inf") and scores["input_psnr"] < 60
+
+
+def test_pairing_rules_of_the_usual_datasets(tmp_path):
+    assert "norain-12.png" in clean_name_candidates("rain-12.png")
+    assert "norain-7.png" in clean_name_candidates("norain-7x2.png")
+    assert "3.jpg" in clean_name_candidates("3_11.jpg")
+    for folder in ("rain", "norain"):
+        (tmp_path / folder).mkdir()
+    image = np.zeros((8, 8, 3), np.uint8)
+    for name in ("norain-1x2.png", "norain-2x2.png"):
+        cv2.imwrite(str(tmp_path / "rain" / name), image)
+    for name in ("norain-1.png", "norain-2.png"):
+        cv2.imwrite(str(tmp_path / "norain" / name), image)
+    assert [(r.name, c.name) for r, c in pair_paths(tmp_path)] == [("norain-1x2.png", "norain-1.png"),
+                                                                   ("norain-2x2.png", "norain-2.png")]
+
+
+def _paired_folder(root, count=6, size=(40, 56)):
+    """A small paired folder with synthetic rain, as a dataset on disk."""
+    from derain.data.synthetic import add_rain, sample_photo
+
+    rng = np.random.default_rng(0)
+    for folder in ("rain", "norain"):
+        (root / folder).mkdir(parents=True)
+    photo = sample_photo("astronaut")
+    for i in range(count):
+        clean = cv2.resize(photo[i * 40 : i * 40 + 200, :280], size[::-1])
+        for folder, image in (("norain", clean), ("rain", add_rain(clean, rng))):
+            cv2.imwrite(str(root / folder / f"{i}.png"), cv2.cvtColor(np.rint(image * 255).astype(np.uint8),
+                                                                      cv2.COLOR_RGB2BGR))
+    return root
+
+
+def test_training_batches_are_seeded_mixed_and_hold_out_validation(tmp_path):
+    folder = _paired_folder(tmp_path / "pairs")
+    spec = DataSpec(pairs=(str(folder),), clean=("skimage",), rain_layers=(str(folder),), mix=(1, 1, 1),
+                    val_fraction=0.34)
+    data, again = (TrainingData(spec, 4, lambda step: 48 if step < 2 else 64, seed=3) for _ in range(2))
+    rainy, clean = data[1]
+    assert rainy.shape == clean.shape == (4, 3, 48, 48) and data[2][0].shape == (4, 3, 64, 64)
+    assert torch.equal(rainy, again[1][0]) and not torch.equal(rainy, data[0][0])
+    difference = rainy - clean
+    assert (difference.abs().mean(dim=(1, 2, 3)) > 0.005).all()  # every sample is rainy
+    assert (difference > 1e-3).float().mean() > (difference < -1e-3).float().mean()  # rain brightens
+    assert len(data.val_pairs) == 2 and not set(data.val_pairs) & set(data.pairs)
+    assert not set(data.val_pairs) & set(data.rain_pairs)  # no rain layer of a validation pair either
+    assert all(image.dtype == np.uint8 for image in data.pair_images.cache.values())  # kept as uint8
+    other_rank = TrainingData(spec, 4, lambda step: 48, seed=3, rank=1)
+    assert not torch.equal(other_rank[1][0], rainy)
+
+
+def test_schedule_warms_up_decays_and_fills_a_time_budget():
+    settings = TrainSettings(model="tiny", steps=100, patches=parse_patches("32:0.75,64:0.25"), warmup=0.1)
+    schedule = plan(settings)
+    assert schedule.steps == 100 and schedule.phases == [(0, 32), (75, 64)] and schedule.patch_at(80) == 64
+    lrs = [schedule.lr_at(s) for s in range(100)]
+    assert lrs[0] < lrs[9] == pytest.approx(1e-3) and lrs[99] < 2e-6 and np.argmax(lrs) == 9
+    budgeted = plan(TrainSettings(model="tiny", time_budget=60.0, patches=parse_patches("32:0.5,64:0.5")),
+                    {32: 0.1, 64: 0.4})
+    assert budgeted.phases == [(0, 32), (300, 64)] and budgeted.steps == 375  # 30 s / 0.1 + 30 s / 0.4
+    assert isinstance(budgeted, Schedule)
+
+
+def _tiny_settings(**kwargs) -> TrainSettings:
+    defaults = dict(model="tiny", data=DataSpec(clean=("skimage",), val_fraction=0.0), steps=6, batch=2,
+                    patches=((32, 1.0),), val_every=1000, save_every=1, log_every=1)
+    return TrainSettings(**{**defaults, **kwargs})
+
+
+def test_resume_continues_a_run_exactly(tmp_path):
+    whole = train(_tiny_settings(), tmp_path / "whole")
+    train(_tiny_settings(), tmp_path / "halves", stop_after=3)
+    assert torch.load(tmp_path / "halves" / "last.pt", weights_only=True)["step"] == 3
+    halves = train(_tiny_settings(), tmp_path / "halves", resume=True)
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "halves" / "last.pt", weights_only=True)
+    for key in ("model", "ema"):
+        assert a[key].keys() == b[key].keys()
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])  # weights, EMA and NAB centroids
+    assert [r["loss"] for r in whole["train"]] == [r["loss"] for r in halves["train"]]
+    model, meta = load_checkpoint(tmp_path / "halves" / "best.pt")
+    assert meta["training"]["model"] == "tiny" and model.config.name == "tiny"
+
+
+def test_validation_keeps_the_best_ema_checkpoint_and_plots_curves(tmp_path):
+    folder = _paired_folder(tmp_path / "pairs", count=4, size=(48, 48))
+    settings = _tiny_settings(data=DataSpec(pairs=(str(folder),), clean=(), val_fraction=0.25), steps=4,
+                              val_every=2, lr=2e-3)
+    log = train(settings, tmp_path / "run")
+    assert [v["step"] for v in log["val"]] == [2, 4] and log["best"]["psnr"] == max(v["psnr"] for v in log["val"])
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 0
+    assert json.loads((tmp_path / "run" / "log.json").read_text())["best"] == log["best"]
+    _, meta = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert meta["best"]["step"] == log["best"]["step"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_worker(rank: int, port: int, run_dir: str) -> None:
+    import derain.train.loop as loop
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank))
+    torch.set_num_threads(1)
+    built = {}
+    build = loop.build_model
+    loop.build_model = lambda config: built.setdefault("model", build(config))  # keep each rank's model
+    train(_tiny_settings(steps=3, save_every=3), run_dir)
+    torch.save(built["model"].state_dict(), os.path.join(run_dir, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp_trains_and_keeps_centroids_in_sync(tmp_path):
+    """Two processes on gloo, as torchrun starts them. The ranks draw different batches, so only the
+    all-reduce of the cluster statistics keeps their NAB centroids (buffers, not synced by DDP) equal."""
+    mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert saved["step"] == 3 and np.isfinite(saved["log"]["train"][-1]["loss"])
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    initial = build_model("tiny").state_dict()
+    centroids = [k for k in initial if k.endswith("centroids") or k.endswith("balance")]
+    assert centroids and all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])  # weights and centroids
+    assert any(not torch.equal(ranks[0][k], initial[k]) for k in centroids)  # and they did move
+
+
+def test_train_command_writes_a_run_and_refuses_zero_steps(tmp_path):
+    result = run_derain("train", "--model", "tiny", "--steps", "3", "--batch", "2", "--patches", "32",
+                        "--threads", "1", "-o", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["run"] == str(tmp_path / "run")
+    loaded, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert loaded.config == get_config("tiny")
+    result = run_derain("train", "--steps", "0", "-o", tmp_path / "zero")
+    assert result.returncode == 1 and "--steps 0" in result.stderr and not (tmp_path / "zero").exists()
 
 
 def test_eval_command_prints_and_records_scores(tmp_path, tiny_checkpoint):
@@ -53,5 +197,5 @@ def test_eval_command_prints_and_records_scores(tmp_path, tiny_checkpoint):
     result = run_derain("eval", "--checkpoint", checkpoint, "--record")
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout)
-    assert scores["images"] == 9 and scores["input_psnr"] < 40
+    assert scores["images"] == len(load_pairs("synthetic")) and scores["input_psnr"] < 40
     assert load_checkpoint(checkpoint)[1]["synthetic_eval"] == scores

@@ -1,90 +1,193 @@
-"""Paired (rainy, clean) data: folders on disk, or synthetic rain over sample photographs."""
+"""Paired (rainy, clean) data for training and evaluation.
+
+Training draws random patches, batch by batch, from a weighted mix of three sources:
+- `pairs`: crops of paired folders (`rain/` + `norain/`), e.g. Rain200H/train or GT-RAIN/train;
+- `synthetic`: clean photographs with fresh synthetic rain (data/synthetic.py);
+- `transplant`: the rain layer of a training pair added over another clean photograph.
+Images are decoded lazily and kept as uint8 (a quarter of float32); batch `step` of rank `rank` is
+a pure function of (seed, rank, step), so resuming, DataLoader workers and DistributedDataParallel
+ranks all see exactly the data an uninterrupted single run would. Never point these at a `test` split.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import DerainError
-from .io import is_image, read_image
-from .synthetic import TEST_PHOTOS, TRAIN_PHOTOS, add_rain, sample_photo
+from .io import files_in, is_image, pad_to, read_image
+from .synthetic import TEST_PHOTOS, TRAIN_PHOTOS, add_rain, rain_of_pair, sample_photo, transplant_rain
 
 Pair = tuple[np.ndarray, np.ndarray]  # (rainy, clean) float32 RGB in [0, 1]
+SOURCES = ("pairs", "synthetic", "transplant")
+SKIMAGE = "skimage"  # --clean value: scikit-image's sample photographs (no ../shared/data needed)
 
 
-def folder_pairs(root: str | Path) -> list[tuple[Path, Path]]:
-    """`root/rain/X` with `root/norain/X` (the layout of ../shared/data/<dataset>/<split>/)."""
+def clean_name_candidates(rain_name: str) -> list[str]:
+    """Names the clean image of rainy file `rain_name` goes by in the usual datasets: the same name
+    (Rain100L/H, Rain200H here), `rain-N` -> `norain-N` (Rain200L/H originals), `norain-Nx2` ->
+    `norain-N` (Rain200L/H rainy files), and DDN's `N_k` -> `N` (14 rain versions per clean image)."""
+    path = Path(rain_name)
+    stem, suffix = path.stem, path.suffix
+    stems = [stem, re.sub(r"^rain-", "norain-", stem), re.sub(r"x2$", "", stem), re.sub(r"_\d+$", "", stem)]
+    return list(dict.fromkeys(s + ext for s in stems for ext in dict.fromkeys([suffix, ".png", ".jpg"])))
+
+
+def pair_paths(root: str | Path) -> list[tuple[Path, Path]]:
+    """`root/rain/X` with its clean image in `root/norain/` (the layout of ../shared/data)."""
     root = Path(root)
     rain_dir, clean_dir = root / "rain", root / "norain"
     if not rain_dir.is_dir() or not clean_dir.is_dir():
         raise DerainError(f"{root}: expected subfolders rain/ and norain/")
-    pairs = [(p, clean_dir / p.name) for p in sorted(rain_dir.iterdir()) if is_image(p)]
-    missing = [str(clean) for _, clean in pairs if not clean.is_file()]
-    if missing:
-        raise DerainError(f"{missing[0]}: no clean image pairs with the rainy one of the same name")
+    pairs = []
+    for rain in files_in(rain_dir):
+        clean = next((clean_dir / n for n in clean_name_candidates(rain.name) if (clean_dir / n).is_file()), None)
+        if clean is None:
+            raise DerainError(f"{rain}: no clean image pairs with it in {clean_dir}")
+        pairs.append((rain, clean))
     if not pairs:
         raise DerainError(f"{rain_dir}: no images")
     return pairs
 
 
-def load_pairs(source: str | Path, seed: int = 0) -> list[Pair]:
-    """Evaluation pairs: a paired folder, or "synthetic" (the held-out photos, 3 rain draws each)."""
-    if str(source) == "synthetic":
-        rng = np.random.default_rng(seed)
-        pairs = []
-        for name in TEST_PHOTOS:
-            clean = sample_photo(name)
-            pairs += [(add_rain(clean, rng, heavy=draw == 2), clean) for draw in range(3)]
-        return pairs
-    return [(read_image(rain).rgb, read_image(clean).rgb) for rain, clean in folder_pairs(source)]
+def split_off(items: Sequence, fraction: float) -> tuple[list, list]:
+    """(train, validation): every round(1/fraction)-th item (by sorted name) is held out."""
+    if fraction <= 0 or len(items) < 2:
+        return list(items), []
+    every = max(2, round(1 / fraction))
+    return ([x for i, x in enumerate(items) if i % every != every // 2],
+            [x for i, x in enumerate(items) if i % every == every // 2])
 
 
-def random_patch(pair: Pair, patch: int, rng: np.random.Generator) -> Pair:
-    """A random crop with a random flip / 90-degree rotation, the same for both images."""
-    rainy, clean = pair
-    top = rng.integers(0, rainy.shape[0] - patch + 1)
-    left = rng.integers(0, rainy.shape[1] - patch + 1)
-    turns, flip = int(rng.integers(4)), bool(rng.integers(2))
-
-    def augment(image: np.ndarray) -> np.ndarray:
-        image = np.rot90(image[top : top + patch, left : left + patch], turns)
-        return np.ascontiguousarray(image[:, ::-1] if flip else image)
-
-    return augment(rainy), augment(clean)
+def read_rgb8(path: Path) -> np.ndarray:
+    """uint8 RGB (H, W, 3); gray and RGBA files become RGB."""
+    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if pixels is None:
+        raise DerainError(f"{path}: cannot read image (corrupt, empty or not a {path.suffix} file)")
+    return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) float RGB -> (3, H, W) tensor."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+def clean_paths(folders: Sequence[str | Path]) -> list[Path]:
+    """Every image under the folders (recursively; --clean ../shared/data/clean takes all three sets)."""
+    paths = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DerainError(f"{folder}: not a folder of clean photographs")
+        found = sorted(p for p in folder.rglob("*") if p.is_file() and is_image(p) and not p.name.startswith("."))
+        if not found:
+            raise DerainError(f"{folder}: no images")
+        paths += found
+    return paths
 
 
-class PatchDataset(Dataset):
-    """`length` training patches. From clean photos, each gets fresh synthetic rain; from paired
-    folders, a random crop of a random pair. Item i is the same on every run (seeded by i)."""
+class LazyImages:
+    """Decode on first use, keep uint8. Entries are paths or scikit-image sample names."""
 
-    def __init__(self, source: str | Path, patch: int, length: int, seed: int = 0) -> None:
-        self.patch, self.length, self.seed = patch, length, seed
-        self.synthetic = str(source) == "synthetic"
-        if self.synthetic:
-            self.images: list = [sample_photo(name) for name in TRAIN_PHOTOS]
-        else:
-            self.images = [(read_image(r).rgb, read_image(c).rgb) for r, c in folder_pairs(source)]
-        small = [i for i in self.images if min((i[0] if isinstance(i, tuple) else i).shape[:2]) < patch]
-        if small:
-            raise DerainError(f"{source}: {len(small)} images are smaller than the {patch}px patch")
+    def __init__(self, entries: Sequence[Path | str]) -> None:
+        self.entries, self.cache = list(entries), {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if index not in self.cache:
+            entry = self.entries[index]
+            self.cache[index] = (read_rgb8(entry) if isinstance(entry, Path)
+                                 else np.rint(sample_photo(entry) * 255).astype(np.uint8))
+        return self.cache[index]
+
+
+def random_crop(images: Sequence[np.ndarray], patch: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random crop, flips and half turn of each image, as float32 in [0, 1]; images
+    smaller than the patch are mirror-padded first. No quarter turns: rain falls near-vertically,
+    and the rain mask looks for near-vertical streaks."""
+    height, width = images[0].shape[:2]
+    top, left = rng.integers(0, max(height - patch, 0) + 1), rng.integers(0, max(width - patch, 0) + 1)
+    turns, flip = 2 * int(rng.integers(2)), bool(rng.integers(2))
+    out = []
+    for image in images:
+        crop = pad_to(image[top : top + patch, left : left + patch], patch, patch)
+        crop = np.rot90(crop, turns)
+        out.append(np.ascontiguousarray(crop[:, ::-1] if flip else crop).astype(np.float32) / 255.0)
+    return out
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where training data comes from and how the sources mix."""
+
+    pairs: tuple[str, ...] = ()  # paired folders (rain/, norain/)
+    clean: tuple[str, ...] = (SKIMAGE,)  # folders of clean photographs, or "skimage"
+    rain_layers: tuple[str, ...] = ()  # paired folders whose rain layers are transplanted
+    mix: tuple[float, float, float] = (1.0, 1.0, 1.0)  # weights of pairs, synthetic, transplant
+    val_fraction: float = 0.1
+
+
+class TrainingData(Dataset):
+    """Item `step` is the whole batch of that step for this rank: (rainy, clean) (B, 3, P, P)."""
+
+    def __init__(self, spec: DataSpec, batch: int, patch_at: Callable[[int], int], seed: int = 0,
+                 rank: int = 0, length: int = 0) -> None:
+        self.batch, self.patch_at, self.seed, self.rank, self.length = batch, patch_at, seed, rank, length
+        self.pairs, self.val_pairs = split_off(
+            [p for folder in spec.pairs for p in pair_paths(folder)], spec.val_fraction)
+        self.rain_pairs = [p for folder in spec.rain_layers for p in pair_paths(folder) if p not in self.val_pairs]
+        clean = ([SKIMAGE] if not spec.clean else spec.clean)
+        entries: list[Path | str] = list(TRAIN_PHOTOS) if SKIMAGE in clean else []
+        entries += clean_paths([c for c in clean if c != SKIMAGE])
+        self.clean, self.val_clean = split_off(entries, spec.val_fraction if not self.val_pairs else 0.0)
+        weights = np.array([spec.mix[0] * bool(self.pairs), spec.mix[1] * bool(self.clean),
+                            spec.mix[2] * bool(self.rain_pairs and self.clean)], dtype=np.float64)
+        if weights.sum() <= 0:
+            raise DerainError("no training data: give paired folders, clean photographs, or both")
+        self.weights = weights / weights.sum()
+        self.pair_images = LazyImages([p for pair in self.pairs for p in pair])
+        self.layer_images = LazyImages([p for pair in self.rain_pairs for p in pair])
+        self.clean_images = LazyImages(self.clean)
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng((self.seed, index))
-        item = self.images[rng.integers(len(self.images))]
-        if self.synthetic:
-            clean = random_patch((item, item), self.patch, rng)[1]
-            pair = (add_rain(clean, rng, heavy=rng.random() < 0.3), clean)
-        else:
-            pair = random_patch(item, self.patch, rng)
-        return to_tensor(pair[0]), to_tensor(pair[1])
+    def sample(self, rng: np.random.Generator, patch: int) -> Pair:
+        source = SOURCES[rng.choice(3, p=self.weights)]
+        if source == "pairs":
+            i = int(rng.integers(len(self.pairs)))
+            rainy, clean = random_crop([self.pair_images[2 * i], self.pair_images[2 * i + 1]], patch, rng)
+            return rainy, clean
+        (clean,) = random_crop([self.clean_images[int(rng.integers(len(self.clean)))]], patch, rng)
+        if source == "synthetic":
+            return add_rain(clean, rng), clean
+        i = int(rng.integers(len(self.rain_pairs)))
+        rainy, norain = random_crop([self.layer_images[2 * i], self.layer_images[2 * i + 1]], patch, rng)
+        return transplant_rain(clean, rain_of_pair(rainy, norain), rng), clean
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, self.rank, step))
+        patch = self.patch_at(step)
+        pairs = [self.sample(rng, patch) for _ in range(self.batch)]
+        return tuple(torch.from_numpy(np.stack([p[k] for p in pairs]).transpose(0, 3, 1, 2).copy()) for k in (0, 1))
+
+    def validation_pairs(self) -> list[Pair]:
+        """Held-out train pairs (or, with no pairs, held-out clean photos with fixed synthetic rain)."""
+        if self.val_pairs:
+            return [(read_image(r).rgb, read_image(c).rgb) for r, c in self.val_pairs]
+        rng = np.random.default_rng(self.seed)
+        cleans = [LazyImages([e])[0].astype(np.float32) / 255.0 for e in self.val_clean]
+        return [(add_rain(c, rng), c) for c in cleans]
+
+
+def load_pairs(source: str | Path, seed: int = 0) -> list[Pair]:
+    """Evaluation pairs: a paired folder, or "synthetic" (held-out photos, one draw of each style)."""
+    if str(source) == "synthetic":
+        rng = np.random.default_rng(seed)
+        return [(add_rain(clean, rng, style), clean) for clean in map(sample_photo, TEST_PHOTOS)
+                for style in ("light", "heavy", "real")]
+    return [(read_image(rain).rgb, read_image(clean).rgb) for rain, clean in pair_paths(source)]

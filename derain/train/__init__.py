@@ -1,5 +1,6 @@
 """Training loop and PSNR/SSIM evaluation."""
 
-from .loop import TrainSettings, evaluate, train
+from .evaluate import evaluate
+from .loop import TrainSettings, train
 
 __all__ = ["TrainSettings", "evaluate", "train"]
