@@ -13,6 +13,9 @@ from ..model import DerainNet
 from .names import INPUT_NAME, OPSET, OUTPUT_NAME
 
 
+FOLD_LIMIT = "1MB"
+
+
 def export_onnx(model: DerainNet, path: str | Path, height: int, width: int, batch: int = 1) -> Path:
     """Export `model` at one static input shape, simplify it and check it; written atomically."""
     import onnx
@@ -25,8 +28,11 @@ def export_onnx(model: DerainNet, path: str | Path, height: int, width: int, bat
         # The TorchScript exporter: the dynamo one starts at opset 18 and we promise 17.
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), str(tmp), opset_version=OPSET, input_names=[INPUT_NAME],
-                          output_names=[OUTPUT_NAME], dynamo=False, do_constant_folding=True)
-        simplified, ok = onnxsim.simplify(onnx.load(str(tmp)))
+                          output_names=[OUTPUT_NAME], dynamo=False, do_constant_folding=False)
+        # Constants are folded only up to FOLD_LIMIT: a larger one (the shifted windows' region
+        # masks, ~83 MB for edge at 720p) stays the few small ops that make it, and the engine
+        # builder folds it on the device instead of the file carrying it.
+        simplified, ok = onnxsim.simplify(onnx.load(str(tmp)), tensor_size_threshold=FOLD_LIMIT)
         if not ok:
             raise DerainError(f"{path}: onnxsim's simplified graph does not match the exported one")
         onnx.checker.check_model(simplified, full_check=True)
