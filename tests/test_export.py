@@ -9,9 +9,10 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper  # noqa: E402
 
-from derain.export.fp16 import convert_to_fp16, sort_subgraph  # noqa: E402
+from derain.export.fp16 import convert_to_fp16  # noqa: E402
 from derain.export.lint import lint_model  # noqa: E402
 from derain.export.onnx_export import INPUT_NAME, OPSET, export_onnx  # noqa: E402
+from derain.export.precision import fp32_nodes, name_nodes  # noqa: E402
 from derain.export.parity import check_parity  # noqa: E402
 from derain.model import build_model  # noqa: E402
 
@@ -99,7 +100,9 @@ def test_fp16_onnx_keeps_layernorm_softmax_and_sort_in_fp32_and_runs(tiny_export
     fp16 = convert_to_fp16(path, tmp_path / "tiny.fp16.onnx")
     model = onnx.shape_inference.infer_shapes(onnx.load(str(fp16)))
     types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.output]}
-    kept = sort_subgraph(onnx.load(str(path)))
+    reference = onnx.load(str(path))
+    name_nodes(reference)
+    kept = fp32_nodes(reference)
     for node in model.graph.node:
         if node.op_type in ("LayerNormalization", "Softmax", "CumSum") or node.name in kept:
             assert all(types.get(o, TensorProto.FLOAT) != TensorProto.FLOAT16 for o in node.output), node.name

@@ -9,14 +9,16 @@ import torch
 
 onnx = pytest.importorskip("onnx", reason="needs the `onnx` extra (onnx, onnxsim, onnxruntime, polygraphy)")
 ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto  # noqa: E402
 
 from conftest import run_derain  # noqa: E402
 from derain.calib.frames import load_calibration, sample_frames, spread_indices  # noqa: E402
 from derain.calib.quantize import quantize_onnx  # noqa: E402
 from derain.data.datasets import load_pairs  # noqa: E402
-from derain.export.fp16 import convert_to_fp16, sort_subgraph  # noqa: E402
+from derain.export.fp16 import convert_to_fp16  # noqa: E402
 from derain.export.lint import lint_model  # noqa: E402
 from derain.export.onnx_export import INPUT_NAME, export_onnx  # noqa: E402
+from derain.export.precision import fp32_nodes, name_nodes  # noqa: E402
 from derain.model import build_model  # noqa: E402
 from derain.validate.report import validate  # noqa: E402
 
@@ -74,7 +76,9 @@ def test_int8_model_has_symmetric_qdq_that_runs_and_spares_the_sort(tiny_models)
     assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0
     assert [f for f in lint_model(model) if f.level == "error"] == []  # zero points are 0
     producers = {o: n for n in model.graph.node for o in n.output}
-    kept = sort_subgraph(onnx.load(str(tiny_models["fp32"])))
+    reference = onnx.load(str(tiny_models["fp32"]))
+    name_nodes(reference)
+    kept = fp32_nodes(reference)
     for node in model.graph.node:
         if node.name in kept:
             assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in node.input)
@@ -125,3 +129,35 @@ def test_export_and_lint_commands(tmp_path, tiny_checkpoint):
     assert result.returncode == 1 and "topk-k" in result.stdout and "big_sort" in result.stdout
     result = run_derain("lint", tmp_path / "m.onnx", "--targets", "10.3,9.0")
     assert result.returncode == 1 and "unknown TensorRT version 9.0" in result.stderr
+
+
+def test_one_precision_policy_for_fp16_int8_and_the_tensorrt_builder(tiny_models):
+    """FP16 conversion, INT8 quantizer and TensorRT 10 builder keep the very same nodes in float."""
+    from derain.engines.build import _onnx_facts
+
+    reference = onnx.load(str(tiny_models["fp32"]))
+    name_nodes(reference)
+    policy = fp32_nodes(reference)
+    assert {"LayerNormalization", "Softmax", "ArgMax", "CumSum", "ScatterElements"} <= {
+        n.op_type for n in reference.graph.node if n.name in policy}
+    assert _onnx_facts(tiny_models["fp32"])[3] == policy  # the builder
+    fp16 = onnx.shape_inference.infer_shapes(onnx.load(str(tiny_models["fp16"])))
+    types = {v.name: v.type.tensor_type.elem_type for v in fp16.graph.value_info}
+    float_outputs = {n.name for n in fp16.graph.node if n.name in policy for o in n.output
+                     if types.get(o) in (TensorProto.FLOAT, TensorProto.FLOAT16)}
+    in_fp16 = {n.name for n in fp16.graph.node for o in n.output if types.get(o) == TensorProto.FLOAT16}
+    assert float_outputs and not float_outputs & in_fp16  # FP16 conversion: none of them in FP16
+    int8 = onnx.load(str(tiny_models["int8"]))
+    dequantized = {o for n in int8.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    quantized = {n.name for n in int8.graph.node if any(i in dequantized for i in n.input)}
+    assert quantized and not quantized & policy  # the quantizer: none of them reads INT8
+
+
+def test_builder_pins_layers_of_its_own_nodes_only():
+    from derain.engines.build import onnx_node_of
+
+    nodes = {"/attn/MatMul", "/attn/MatMul_1", "/attn/MatMul_2", "/norm/LayerNormalization"}
+    assert onnx_node_of("/attn/MatMul", nodes) == "/attn/MatMul"
+    assert onnx_node_of("/attn/MatMul_1", nodes) == "/attn/MatMul_1"  # a sibling node, not a layer of MatMul
+    assert onnx_node_of("/norm/LayerNormalization_17", nodes) == "/norm/LayerNormalization"  # an extra layer
+    assert onnx_node_of("/other/Add_3", nodes) is None

@@ -2,10 +2,9 @@
 
 Symmetric INT8 (zero points 0, as TensorRT requires), per-channel weights, MinMax calibration on
 calib.npz. Quantized: the inputs of Conv, Gemm and of the MatMuls with a weight, where INT8 pays in
-TensorRT. Left in float: LayerNormalization, Softmax (never in op_types), the attention's
-activation-by-activation MatMuls (q.k^T, attn.v: quantizing them cost 0.109 dB instead of 0.064 dB
-on benchmarks/int8.py) and the NAB's cluster assignment and counting sort (an INT8 similarity would
-move pixels between clusters)."""
+TensorRT. Left in float: what the precision policy keeps FP32 (export/precision.py: LayerNorm,
+Softmax, the NAB sort and position maps) and the attention's activation-by-activation MatMuls
+(q.k^T, attn.v: quantizing them cost 0.109 dB instead of 0.064 dB on benchmarks/int8.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from ..export.fp16 import sort_subgraph
 from ..export.names import INPUT_NAME
+from ..export.precision import fp32_nodes, name_nodes
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 
@@ -34,8 +33,7 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Pat
             return None if batch is None else {INPUT_NAME: batch}
 
     model = onnx.load(str(source))  # quantize_static moves its weights elsewhere: one load per call
-    for index, node in enumerate(model.graph.node):  # exclusion works by node name
-        node.name = node.name or f"{node.op_type}_{index}"
+    name_nodes(model)  # exclusion works by node name
     weights = {initializer.name for initializer in model.graph.initializer}
     activation_matmuls = {node.name for node in model.graph.node
                           if node.op_type == "MatMul" and not any(name in weights for name in node.input)}
@@ -43,7 +41,7 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Pat
         quantize_static(
             model, str(tmp), Frames(), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
             per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=sorted(sort_subgraph(model) | activation_matmuls), calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=sorted(fp32_nodes(model) | activation_matmuls), calibrate_method=CalibrationMethod.MinMax,
             extra_options={
                 "ActivationSymmetric": True,
                 "WeightSymmetric": True,

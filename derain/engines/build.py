@@ -36,36 +36,50 @@ class BuildOptions:
     optimization_level: int = 3  # TensorRT's default; 5 searches longest
 
 
-def _onnx_facts(path: Path) -> tuple[dict, bool, bool, set[str]]:
-    """(input description, has Q/DQ, has FP16 tensors, names of nodes to keep in FP32)."""
+def _onnx_facts(path: Path) -> tuple[dict, bool, bool, set[str], set[str]]:
+    """(input description, has Q/DQ, has FP16 tensors, names of nodes to keep in FP32, all node names)."""
     import onnx
 
-    from ..export.fp16 import FP32_OPS, sort_subgraph
+    from ..export.precision import fp32_nodes, name_nodes
 
     model = onnx.load(str(path))
+    name_nodes(model)
     graph = model.graph
     tensor = graph.input[0].type.tensor_type
     description = {"name": graph.input[0].name, "shape": [d.dim_value for d in tensor.shape.dim],
                    "dtype": onnx.TensorProto.DataType.Name(tensor.elem_type).lower()}
     has_qdq = any(node.op_type == "QuantizeLinear" for node in graph.node)
     has_fp16 = any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer)
-    keep = sort_subgraph(model) | {node.name for node in graph.node if node.op_type in FP32_OPS}
-    return description, has_qdq, has_fp16, keep
+    return description, has_qdq, has_fp16, fp32_nodes(model), {node.name for node in graph.node}
 
 
-def _keep_fp32(network: Any, names: set[str]) -> None:
-    """TensorRT 10 builder-flag path: pin normalization, softmax and the NAB sort to FP32."""
+def onnx_node_of(layer_name: str, nodes: set[str]) -> str | None:
+    """The ONNX node a TensorRT layer came from: onnx-tensorrt names a layer `<node>` or, for the
+    extra layers of one node, `<node>_<counter>` (ImporterContext.hpp, generateUniqueName). The
+    exporter names siblings `MatMul`, `MatMul_1`: a layer name that is itself a node is that node."""
+    if layer_name in nodes:
+        return layer_name
+    base, _, counter = layer_name.rpartition("_")
+    return base if counter.isdigit() and base in nodes else None
+
+
+def _keep_fp32(network: Any, keep: set[str], nodes: set[str]) -> None:
+    """TensorRT 10 builder-flag path: pin the policy's FP32 nodes. Only layers with float outputs
+    that are not shape tensors, as Polygraphy's `debug precision` does: under "obey", FP32 on a
+    bool or int layer fails the build (NVIDIA/TensorRT#3570)."""
     import tensorrt as trt
 
-    pinned = {trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX}
+    floats = (trt.float16, trt.float32)
     for index in range(network.num_layers):
         layer = network.get_layer(index)
-        # The ONNX parser names layers after their node, sometimes with a suffix.
-        if layer.type in pinned or any(layer.name == n or layer.name.startswith(f"{n}_") for n in names):
-            layer.precision = trt.float32
-            for output in range(layer.num_outputs):
-                if layer.get_output_type(output) in (trt.float16, trt.float32):
-                    layer.set_output_type(output, trt.float32)
+        outputs = [layer.get_output(i) for i in range(layer.num_outputs)]
+        if onnx_node_of(layer.name, nodes) not in keep or not outputs:
+            continue
+        if any(t.dtype not in floats or t.is_shape_tensor for t in outputs):
+            continue
+        layer.precision = trt.float32
+        for output in range(layer.num_outputs):
+            layer.set_output_type(output, trt.float32)
 
 
 def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
@@ -78,7 +92,7 @@ def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
     import tensorrt as trt
     from polygraphy.backend.trt import (Calibrator, CreateConfig, PostprocessNetwork, engine_bytes_from_network,
                                         network_from_onnx_path)
-    description, has_qdq, has_fp16, keep = _onnx_facts(onnx_path)
+    description, has_qdq, has_fp16, keep, nodes = _onnx_facts(onnx_path)
     major = int(trt.__version__.split(".")[0])
     # Strongly typed where the graph carries all its precision, and always on TensorRT 11+. On 10, a
     # Q/DQ graph builds better weakly typed: what is not quantized runs in FP16, not FP32.
@@ -98,7 +112,7 @@ def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
     network = network_from_onnx_path(str(onnx_path), strongly_typed=strongly_typed)
     if not strongly_typed:  # TensorRT 10: builder flags, FP32 islands by precision constraints
         config_args.update(fp16=True, precision_constraints="obey")
-        network = PostprocessNetwork(network, lambda network: _keep_fp32(network, keep))
+        network = PostprocessNetwork(network, lambda network: _keep_fp32(network, keep, nodes))
         if options.precision == "int8" and has_qdq:
             config_args.update(int8=True)  # explicit quantization: the Q/DQ scales are used as they are
         elif options.precision == "int8":

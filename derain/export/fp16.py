@@ -1,10 +1,6 @@
 """FP16 ONNX for strongly typed TensorRT (TensorRT 11 has no FP16 builder flag: precision comes
-from the graph's types). Weights and activations go to FP16, except what must stay FP32:
-
-- LayerNormalization and Softmax (variance and exp overflow/underflow in FP16);
-- the NAB's cluster assignment and counting sort: the nodes that compute the Scatter/Gather
-  indices, back to the features they start from. FP16 counts are exact only up to 2048, and an
-  FP16 similarity would flip near-tied pixels to another cluster, moving them to another chunk.
+from the graph's types). Weights and activations go to FP16, except the nodes that the precision
+policy (export/precision.py) keeps in FP32.
 """
 
 from __future__ import annotations
@@ -12,35 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..atomic import atomic_path
-
-FP32_OPS = ("LayerNormalization", "Softmax")
-
-
-def sort_subgraph(model) -> set[str]:  # noqa: ANN001 - onnx.ModelProto
-    """Names of the nodes that compute the NAB's rearrangement indices: every ancestor of a
-    ScatterElements/GatherElements index input that feeds nothing but that computation."""
-    graph = model.graph
-    producer = {output: node for node in graph.node for output in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-
-    selected: set[str] = set()
-    stack = [node.input[1] for node in graph.node if node.op_type in ("ScatterElements", "GatherElements")]
-    index_users = {id(node) for node in graph.node if node.op_type in ("ScatterElements", "GatherElements")}
-    while stack:
-        node = producer.get(stack.pop())
-        if node is None or node.name in selected:
-            continue
-        # Stop where a tensor also feeds the main (FP16) path, e.g. the features being clustered.
-        users = [user for output in node.output for user in consumers.get(output, [])]
-        if not all(user.name in selected or id(user) in index_users for user in users):
-            continue
-        selected.add(node.name)
-        stack.extend(node.input)
-    return selected
-
+from .precision import fp32_nodes, name_nodes
 
 def _skip_fp16_round_trips(model, fp32_nodes: set[str]) -> None:  # noqa: ANN001
     """The converters cast every blocked node's output to FP16 and back, even when the next node is
@@ -81,13 +49,10 @@ def convert_to_fp16(source: str | Path, target: str | Path) -> Path:
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     model = onnx.load(str(source))
-    for index, node in enumerate(model.graph.node):  # the converter's block list works by node name
-        node.name = node.name or f"{node.op_type}_{index}"
+    name_nodes(model)
     model.graph.ClearField("value_info")  # stale FP32 types would contradict the converted nodes
-    keep_fp32 = sort_subgraph(model)
-    converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=list(FP32_OPS),
-                                                 node_block_list=sorted(keep_fp32))
-    keep_fp32 |= {node.name for node in model.graph.node if node.op_type in FP32_OPS}
+    keep_fp32 = fp32_nodes(model)
+    converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=sorted(keep_fp32))
     _skip_fp16_round_trips(converted, keep_fp32)
     OnnxModel(converted).topological_sort()  # the converter appends its Casts at the end
     onnx.checker.check_model(converted)

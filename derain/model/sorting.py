@@ -20,6 +20,8 @@ from typing import Literal
 
 import torch
 
+from .ops import runtime_ones
+
 SortMethod = Literal["argsort", "counting"]
 
 
@@ -51,9 +53,9 @@ def inverse_permutation(dest: torch.Tensor) -> torch.Tensor:
     """(B, L) dest -> (B, L) order with order[dest[i]] = i: a scatter of L integers per image.
 
     `dest` itself is the scatter's base: it is a permutation, so every entry is overwritten, and
-    no zeros tensor (which onnxsim would fold into a constant) is needed. The one constant left is
-    the positions 0..L-1 (8 MB at L = 983040, the full resolution of a 720p frame)."""
-    positions = torch.arange(dest.shape[1], device=dest.device).expand_as(dest)
+    no zeros tensor is needed. The positions 0..L-1 are a running count of ones (see runtime_ones),
+    in float32: exact to 2**24, and TensorRT 10.3's CumSum has no integer type."""
+    positions = runtime_ones(dest).cumsum(dim=1).long() - 1
     return dest.scatter(1, dest, positions)
 
 

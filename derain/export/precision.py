@@ -1,0 +1,77 @@
+"""The precision policy: which ONNX nodes stay FP32. Decided here once, and used by the FP16
+conversion (export/fp16.py), the INT8 quantizer (calib/quantize.py) and the TensorRT 10 builder
+(engines/build.py), so the three can never disagree.
+
+FP32 are:
+- LayerNormalization and Softmax: variance and exp overflow or underflow in FP16;
+- index arithmetic, in two kinds:
+  - the NAB's sort: every node that computes an index input of a Gather, GatherElements or
+    ScatterElements (or the positions a ScatterElements writes), back to the features it starts
+    from. FP16 counts are exact only to 2048, and an FP16 similarity would move near-tied pixels to
+    another cluster, hence another chunk;
+  - position maps: what is computed from runtime_ones (Equal(x, x), see model/ops.py) alone, e.g.
+    the shifted windows' region masks: FP16 running counts break past 2048 pixels.
+"""
+
+from __future__ import annotations
+
+NORMALIZATION_OPS = ("LayerNormalization", "Softmax")
+# Inputs that carry indices (or, for ScatterElements, the integers it writes).
+INDEX_INPUTS = {"Gather": (1,), "GatherElements": (1,), "ScatterElements": (1, 2)}
+
+
+def _maps(model):  # noqa: ANN001, ANN202 - onnx.ModelProto, imported lazily by the callers
+    graph = model.graph
+    producer = {output: node for node in graph.node for output in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return producer, consumers
+
+
+def sort_nodes(model) -> set[str]:  # noqa: ANN001
+    """Names of the nodes that compute indices: every ancestor of an index input that feeds nothing
+    but index computation (the walk stops where a tensor also feeds the main path)."""
+    producer, consumers = _maps(model)
+    roots = [node for node in model.graph.node if node.op_type in INDEX_INPUTS]
+    stack = [node.input[i] for node in roots for i in INDEX_INPUTS[node.op_type] if i < len(node.input)]
+    index_users = {id(node) for node in roots}
+    selected: set[str] = set()
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or node.name in selected:
+            continue
+        users = [user for output in node.output for user in consumers.get(output, [])]
+        if not all(user.name in selected or id(user) in index_users for user in users):
+            continue
+        selected.add(node.name)
+        stack.extend(node.input)
+    return selected
+
+
+def position_map_nodes(model) -> set[str]:  # noqa: ANN001
+    """Names of the nodes computed from Equal(x, x) maps and constants alone."""
+    constants = {init.name for init in model.graph.initializer}
+    constants |= {out for node in model.graph.node if node.op_type == "Constant" for out in node.output}
+    derived: set[str] = set()  # tensor names
+    selected: set[str] = set()
+    for node in model.graph.node:  # topological order
+        inputs = [name for name in node.input if name]
+        seed = node.op_type == "Equal" and len(inputs) == 2 and inputs[0] == inputs[1]
+        if seed or (any(n in derived for n in inputs) and all(n in derived or n in constants for n in inputs)):
+            selected.add(node.name)
+            derived.update(node.output)
+    return selected
+
+
+def name_nodes(model) -> None:  # noqa: ANN001
+    """Give every node a name: the converters and the quantizer select nodes by name."""
+    for index, node in enumerate(model.graph.node):
+        node.name = node.name or f"{node.op_type}_{index}"
+
+
+def fp32_nodes(model) -> set[str]:  # noqa: ANN001
+    """The names of every node that must stay FP32 (the nodes must be named: name_nodes)."""
+    normalization = {node.name for node in model.graph.node if node.op_type in NORMALIZATION_OPS}
+    return normalization | sort_nodes(model) | position_map_nodes(model)
