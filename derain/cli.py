@@ -78,19 +78,36 @@ def _duration(text: str) -> float:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from .data.datasets import load_pairs
+    from .atomic import atomic_path
+    from .data.datasets import load_pairs, pair_paths
     from .model import load_checkpoint
     from .model.checkpoint import record_in_checkpoint
-    from .train import evaluate
+    from .train.evaluate import evaluate, evaluate_splits, markdown_table, test_splits
 
     if args.record and args.checkpoint is None:
         raise DerainError("--record needs --checkpoint (the bundled checkpoint is part of the package)")
+    folder = Path(args.data)
+    if args.data == "all":
+        splits = test_splits(args.data_root)
+    elif args.data != "synthetic":  # <dataset>/<split> as "Rain100L/test", another folder by its name
+        splits = {f"{folder.parent.name}/{folder.name}" if folder.name in ("test", "train") else folder.name: folder}
+    for split in splits.values() if args.data != "synthetic" else ():
+        pair_paths(split)  # every folder checked before any work
     model, _ = load_checkpoint(args.checkpoint, device=args.device)
-    result = {"data": args.data, **evaluate(model, load_pairs(args.data))}
-    print(json.dumps(result, indent=2))
+    if args.data == "synthetic":
+        result = {"data": args.data, **evaluate(model, load_pairs(args.data))}
+    else:
+        result = {"checkpoint": str(args.checkpoint or "bundled"), "splits": evaluate_splits(model, splits, args.save)}
+        print(markdown_table(result["splits"]), file=sys.stderr)
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+    summary = result if args.data == "synthetic" else {
+        name: {k: v for k, v in s.items() if k != "per_image"} for name, s in result["splits"].items()}
+    print(json.dumps(summary, indent=2))
     if args.record:
         key = "synthetic_eval" if args.data == "synthetic" else f"eval:{args.data}"
-        record_in_checkpoint(args.checkpoint, key, result)
+        record_in_checkpoint(args.checkpoint, key, summary)
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -266,9 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run folder: last.pt (resume), best.pt (best EMA weights), log.json, curves.png")
     train.set_defaults(func=_train)
 
-    evaluate = sub.add_parser("eval", help="PSNR/SSIM (Y channel) of a checkpoint on paired data")
+    evaluate = sub.add_parser("eval", help="PSNR/SSIM (Y channel, uint8 outputs) of a checkpoint on paired data",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     evaluate.add_argument("--checkpoint", type=Path, help="default: the bundled checkpoint")
-    evaluate.add_argument("--data", default="synthetic", help='"synthetic" (held-out photos) or a paired folder')
+    evaluate.add_argument("--data", default="synthetic",
+                          help='a paired folder (rain/, norain/), "all" (every <dataset>/test under --data-root) '
+                               'or "synthetic" (held-out sample photos)')
+    evaluate.add_argument("--data-root", type=Path, default=Path("../shared/data"), help="for --data all")
+    evaluate.add_argument("--json", type=Path, help="write per-image and mean scores here")
+    evaluate.add_argument("--save", type=Path, help="save side-by-side images of the worst cases here")
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--record", action="store_true", help="also store the scores in the checkpoint's meta")
     evaluate.set_defaults(func=_eval)

@@ -199,3 +199,21 @@ def test_eval_command_prints_and_records_scores(tmp_path, tiny_checkpoint):
     scores = json.loads(result.stdout)
     assert scores["images"] == len(load_pairs("synthetic")) and scores["input_psnr"] < 40
     assert load_checkpoint(checkpoint)[1]["synthetic_eval"] == scores
+
+
+def test_eval_command_scores_every_test_split_and_saves_the_worst(tmp_path, tiny_checkpoint):
+    for name in ("SetA", "SetB"):
+        _paired_folder(tmp_path / "data" / name / "test", count=4 if name == "SetA" else 2)
+    _paired_folder(tmp_path / "data" / "SetA" / "train", count=2)  # never scored
+    result = run_derain("eval", "--checkpoint", tiny_checkpoint, "--data", "all", "--data-root", tmp_path / "data",
+                        "--json", tmp_path / "scores.json", "--save", tmp_path / "worst")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads((tmp_path / "scores.json").read_text())["splits"]
+    assert set(scores) == {"SetA", "SetB"} and scores["SetA"]["images"] == 4 and len(scores["SetA"]["per_image"]) == 4
+    assert scores["SetA"]["psnr"] == pytest.approx(np.mean([r["psnr"] for r in scores["SetA"]["per_image"]]), abs=1e-3)
+    assert "| SetB | 2 |" in result.stderr  # the Markdown table
+    assert len(list((tmp_path / "worst").glob("SetA-worst-*.png"))) == 3
+    panel = cv2.imread(str(next((tmp_path / "worst").glob("SetB-worst-*.png"))))
+    assert panel.shape == (40, 3 * 56, 3)  # rainy | derained | clean
+    result = run_derain("eval", "--data", "all", "--data-root", tmp_path / "empty")
+    assert result.returncode == 1 and "no <dataset>/test" in result.stderr
