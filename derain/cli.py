@@ -59,7 +59,7 @@ def _train(args: argparse.Namespace) -> None:
         raise DerainError(f"--mix {args.mix!r}: three non-negative weights (pairs,synthetic,transplant)")
     spec = DataSpec(pairs=tuple(args.pairs), clean=tuple(args.clean), rain_layers=tuple(args.rain_layers), mix=mix,
                     val_fraction=args.val_fraction)
-    settings = TrainSettings(model=args.model, data=spec, steps=args.steps, time_budget=args.time_budget,
+    settings = TrainSettings(model=args.model, init=str(args.init) if args.init else None, data=spec, steps=args.steps, time_budget=args.time_budget,
                              batch=args.batch, patches=parse_patches(args.patches), lr=args.lr, loss=args.loss,
                              fft_weight=args.fft_weight, val_every=args.val_every, save_every=args.save_every,
                              seed=args.seed, device=args.device, workers=args.workers, bf16=args.bf16,
@@ -257,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (resumable; under torchrun: DDP)",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     train.add_argument("--model", default="realtime", choices=tuple(CONFIGS), help="model config")
+    train.add_argument("--init", type=Path, help="start from this checkpoint's weights (fine-tune)")
     train.add_argument("--pairs", nargs="*", default=[], help="paired folders (rain/, norain/); never a test split")
     train.add_argument("--clean", nargs="*", default=["skimage"],
                        help="folders of clean photographs for synthetic rain ('skimage': its sample photos)")

@@ -59,8 +59,9 @@ class NonLocalAttention(nn.Module):
     def sort_keys(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L, C) -> (B, L) cluster ids and (B, L) sort keys; in training also moves the
         centroids and the balancing bias."""
-        with torch.no_grad():
-            unit = F.normalize(tokens, dim=-1)
+        # FP32 even under autocast: a bf16 similarity moves near-tied tokens to other clusters.
+        with torch.no_grad(), torch.autocast(tokens.device.type, enabled=False):
+            unit = F.normalize(tokens.float(), dim=-1)
             similarity = unit @ self.centroids.t()  # (B, L, K)
             cluster_ids = (similarity + self.balance).argmax(dim=-1)
             keys = cluster_ids

@@ -46,6 +46,7 @@ DEFAULT_PEAK_LR = 3e-4
 @dataclass
 class TrainSettings:
     model: str = "realtime"
+    init: str | None = None  # start from this checkpoint's weights (a fine-tune: fresh optimizer and schedule)
     data: DataSpec = field(default_factory=DataSpec)
     steps: int = 2000  # replaced by what fits when time_budget is set
     time_budget: float | None = None  # seconds for the whole run
@@ -239,6 +240,8 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
         config = ModelConfig.from_dict(state["config"])
     torch.manual_seed(settings.seed)  # the same initial weights and centroids on every rank
     model = build_model(config or settings.model).to(settings.device)
+    if settings.init and state is None:
+        _load_weights(model, Path(settings.init))
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
     data = TrainingData(settings.data, settings.batch, lambda step: 0, settings.seed, rank)
@@ -312,6 +315,20 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
     if world > 1:
         dist.barrier()
     return log
+
+
+def _load_weights(model: DerainNet, path: Path) -> None:
+    """The weights of a derain checkpoint of the same config; the rain mask's fixed thresholds come
+    from the config (checkpoints from before they were fixed carry drifted learned values)."""
+    if not path.is_file():
+        raise DerainError(f"{path}: no such checkpoint to start from")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if payload.get("config", {}).get("name") != model.config.name:
+        raise DerainError(f"{path}: a {payload.get('config', {}).get('name')!r} checkpoint, not {model.config.name!r}")
+    weights = {k: v for k, v in payload["state_dict"].items() if not k.startswith("rain_mask.")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or any(not k.startswith("rain_mask.") for k in missing):
+        raise DerainError(f"{path}: weights do not fit the {model.config.name} network")
 
 
 def _save_best(path: Path, model: DerainNet, settings: TrainSettings, log: dict) -> None:
