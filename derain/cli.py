@@ -12,7 +12,8 @@ from .model.config import CONFIGS
 
 # Optional imports and the extra that brings each (pyproject.toml).
 _EXTRA_OF_MODULE = {"onnx": "onnx", "onnxsim": "onnx", "onnxruntime": "onnx", "polygraphy": "onnx",
-                    "matplotlib": "plot", "skimage": "train"}
+                    "matplotlib": "plot", "skimage": "train", "torch": "torch", "cv2": "desktop",
+                    "tensorrt": "tensorrt", "cuda": "tensorrt"}
 
 
 def _info(args: argparse.Namespace) -> None:

@@ -124,13 +124,16 @@ def _fake_engine(store: Path, device: DeviceInfo) -> Path:
 def test_an_engine_built_for_another_device_is_refused(tmp_path):
     orin = DeviceInfo(gpu="Orin", compute_capability="8.7", tensorrt="10.3.0")
     engine = _fake_engine(tmp_path / "engines", orin)
-    assert engine == tmp_path / "engines" / "orin-sm87-trt10.3" / "tiny.fp16.engine"
+    assert engine == tmp_path / "engines" / "orin-sm87-trt10.3.0" / "tiny.fp16.engine"
     h100 = DeviceInfo(gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0", tensorrt="10.3.0")
     with pytest.raises(Exception, match="built for GPU Orin .sm 8.7., this is NVIDIA H100"):
         check_engine(engine, h100)
     newer_trt = DeviceInfo(gpu="Orin", compute_capability="8.7", tensorrt="10.13.0")
     with pytest.raises(Exception, match="built for TensorRT 10.3.0, this is TensorRT 10.13.0"):
         check_engine(engine, newer_trt)
+    patch_release = DeviceInfo(gpu="Orin", compute_capability="8.7", tensorrt="10.3.1")  # also refused
+    with pytest.raises(Exception, match="built for TensorRT 10.3.0, this is TensorRT 10.3.1"):
+        check_engine(engine, patch_release)
     assert check_engine(engine, orin).name == "tiny"
     result = run_derain("stream", "--source", "missing.avi", "--sink", "null", "--engine", engine)
     lines = result.stderr.strip().splitlines()
@@ -205,3 +208,26 @@ def test_padding_to_a_model_size_works_for_one_pixel_rows():
     assert np.array_equal(pad_to(row, 3, 6)[2, :4], row[0])  # repeated, as a 1-pixel row cannot mirror
     assert centre_crop(row, 3, 4).shape == (3, 4, 3)
     assert np.array_equal(pad_to(np.arange(6.0).reshape(2, 3, 1), 2, 5)[0, :, 0], [0, 1, 2, 1, 0])  # mirrored
+
+
+def test_rtsp_sink_streams_i420_h264_baseline_that_hardware_decoders_play():
+    from derain.runtime.sinks import rtsp_publish_pipeline
+
+    pipeline = rtsp_publish_pipeline("rtsp://127.0.0.1:8554/derained")
+    convert, caps = pipeline.index("videoconvert"), pipeline.index("video/x-raw,format=I420")
+    assert convert < caps < pipeline.index("x264enc") < pipeline.index("video/x-h264,profile=baseline")
+    assert pipeline.endswith("rtspclientsink location=rtsp://127.0.0.1:8554/derained")
+
+
+def test_rtsp_encoder_caps_negotiate_where_gstreamer_is_installed():
+    import shutil
+    import subprocess
+
+    from derain.runtime.sinks import rtsp_publish_pipeline
+
+    if shutil.which("gst-launch-1.0") is None:
+        pytest.skip("GStreamer is not installed here (gstreamer1.0-tools, -plugins-ugly)")
+    encoder = rtsp_publish_pipeline("x").split(" ! rtspclientsink")[0].replace("appsrc", "videotestsrc num-buffers=5")
+    result = subprocess.run(["gst-launch-1.0", "-q", *f"{encoder} ! fakesink".split()], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -82,6 +82,28 @@ def _keep_fp32(network: Any, keep: set[str], nodes: set[str]) -> None:
             layer.set_output_type(output, trt.float32)
 
 
+def check_precision(precision: str, has_qdq: bool, has_fp16: bool, trt_major: int, calib: Path | None,
+                    onnx_path: Path) -> None:
+    """Refuse a --precision the graph cannot give: strongly typed builds take precision from the
+    graph, so an FP16 ONNX built "int8" would be an FP16 engine under an int8 name."""
+    kind = "a Q/DQ (INT8)" if has_qdq else "an FP16" if has_fp16 else "an FP32"
+    if has_qdq and precision != "int8" or has_fp16 and precision != "fp16":
+        raise DerainError(f"{onnx_path}: {kind} ONNX builds only --precision {'int8' if has_qdq else 'fp16'}")
+    if has_qdq or has_fp16 or precision == "fp32":
+        return
+    if trt_major >= 11:
+        made_by = "Q/DQ (derain quantize)" if precision == "int8" else "FP16 (derain export --fp16)"
+        raise DerainError(f"{onnx_path}: TensorRT {trt_major} builds {precision} only from a {made_by} ONNX")
+    if precision == "int8" and calib is None:
+        raise DerainError(f"{onnx_path}: INT8 from an ONNX without Q/DQ needs --calib calib.npz")
+
+
+def calibration_cache_path(target: Path, onnx_path: Path, calib: Path) -> Path:
+    """The implicit calibrator's cache, named after the ONNX and the calibration frames it was made
+    from: Polygraphy reuses any existing cache as is, so a new --calib must not find the old one."""
+    return target.with_suffix(f".{(sha256(onnx_path)[:8])}-{sha256(calib)[:8]}.calib")
+
+
 def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
     if options.precision not in PRECISIONS:
         raise DerainError(f"--precision {options.precision}: choose from {', '.join(PRECISIONS)}")
@@ -94,13 +116,10 @@ def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
                                         network_from_onnx_path)
     description, has_qdq, has_fp16, keep, nodes = _onnx_facts(onnx_path)
     major = int(trt.__version__.split(".")[0])
+    check_precision(options.precision, has_qdq, has_fp16, major, options.calib, onnx_path)
     # Strongly typed where the graph carries all its precision, and always on TensorRT 11+. On 10, a
     # Q/DQ graph builds better weakly typed: what is not quantized runs in FP16, not FP32.
     strongly_typed = major >= 11 or has_fp16 or options.precision == "fp32"
-    if major >= 11 and options.precision != "fp32" and not (has_qdq or has_fp16):
-        kind = "Q/DQ (derain quantize)" if options.precision == "int8" else "FP16 (derain export --fp16)"
-        raise DerainError(f"{onnx_path}: TensorRT {trt.__version__} builds {options.precision} only from a "
-                          f"{kind} ONNX")
 
     cache = timing_cache_path(options.store, device)
     target = engine_path(options.store, device, options.name or onnx_path.stem.split(".")[0], options.precision)
@@ -108,6 +127,8 @@ def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
         "load_timing_cache": str(cache) if cache.is_file() else None,
         "memory_pool_limits": {trt.MemoryPoolType.WORKSPACE: options.workspace_mib << 20},
         "builder_optimization_level": options.optimization_level,
+        # TF32 for FP32 layers, as trtexec does unless --noTF32 (Polygraphy's default is off).
+        "tf32": True,
     }
     network = network_from_onnx_path(str(onnx_path), strongly_typed=strongly_typed)
     if not strongly_typed:  # TensorRT 10: builder flags, FP32 islands by precision constraints
@@ -115,14 +136,13 @@ def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
         network = PostprocessNetwork(network, lambda network: _keep_fp32(network, keep, nodes))
         if options.precision == "int8" and has_qdq:
             config_args.update(int8=True)  # explicit quantization: the Q/DQ scales are used as they are
-        elif options.precision == "int8":
-            if options.calib is None:
-                raise DerainError(f"{onnx_path}: INT8 from an ONNX without Q/DQ needs --calib calib.npz")
+        elif options.precision == "int8" and options.calib is not None:
             from ..calib.frames import load_calibration
 
             frames = load_calibration(options.calib)
             loader = [{description["name"]: frames[i : i + 1]} for i in range(len(frames))]  # re-iterable
-            config_args.update(int8=True, calibrator=Calibrator(loader, cache=str(target.with_suffix(".calib"))))
+            cache_file = calibration_cache_path(target, onnx_path, options.calib)
+            config_args.update(int8=True, calibrator=Calibrator(loader, cache=str(cache_file)))
 
     started = time.perf_counter()
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +152,9 @@ def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
         onnx_sha256=sha256(onnx_path),
         build={"strongly_typed": strongly_typed, "qdq": has_qdq, "fp16_onnx": has_fp16,
                "workspace_mib": options.workspace_mib, "optimization_level": options.optimization_level,
-               "onnx": str(onnx_path)},
+               "tf32": True, "onnx": str(onnx_path),
+               "calib": str(options.calib) if options.calib else None,
+               "calib_sha256": sha256(options.calib) if options.calib else None},
         build_seconds=round(time.perf_counter() - started, 1),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )

@@ -25,6 +25,8 @@ per-cluster sums and counts are all-reduced before the update so every rank move
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -60,7 +62,9 @@ class NonLocalAttention(nn.Module):
         """(B, L, C) -> (B, L) cluster ids and (B, L) sort keys; in training also moves the
         centroids and the balancing bias."""
         # FP32 even under autocast: a bf16 similarity moves near-tied tokens to other clusters.
-        with torch.no_grad(), torch.autocast(tokens.device.type, enabled=False):
+        device = tokens.device.type
+        fp32 = torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else nullcontext()  # not meta
+        with torch.no_grad(), fp32:
             unit = F.normalize(tokens.float(), dim=-1)
             similarity = unit @ self.centroids.t()  # (B, L, K)
             cluster_ids = (similarity + self.balance).argmax(dim=-1)

@@ -76,11 +76,20 @@ class FolderSink(Sink):
         os.replace(tmp, path)
 
 
+def rtsp_publish_pipeline(url: str) -> str:
+    """appsrc (BGR frames) -> H.264 that hardware decoders play -> an RTSP server at `url`.
+
+    I420 and the baseline profile: from BGR, videoconvert would negotiate Y444 and x264enc emit
+    High 4:4:4, which Jetson's nvv4l2decoder, browsers and most NVRs cannot decode. Needs an RTSP
+    server to publish to (e.g. mediamtx) and GStreamer's x264 (plugins-ugly) and rtsp plugins."""
+    return ("appsrc ! videoconvert ! video/x-raw,format=I420 ! "
+            "x264enc tune=zerolatency speed-preset=superfast bitrate=4000 key-int-max=30 ! "
+            f"video/x-h264,profile=baseline ! rtspclientsink location={url}")
+
+
 class RtspSink(Sink):
     def __init__(self, url: str, fps: float, size: tuple[int, int]) -> None:
-        pipeline = ("appsrc ! videoconvert ! x264enc tune=zerolatency speed-preset=superfast bitrate=4000 ! "
-                    f"rtspclientsink location={url}")
-        self.writer = cv2.VideoWriter(pipeline, cv2.CAP_GSTREAMER, 0, fps, size)
+        self.writer = cv2.VideoWriter(rtsp_publish_pipeline(url), cv2.CAP_GSTREAMER, 0, fps, size)
         if not self.writer.isOpened():
             raise DerainError(f"{url}: cannot publish RTSP (needs OpenCV with GStreamer and an RTSP server)")
 

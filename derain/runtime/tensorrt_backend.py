@@ -26,6 +26,13 @@ class _CudaPython:
 
         self.rt = runtime
         self.stream = self._check(runtime.cudaStreamCreate())
+        self.graphs: list[Any] = []  # (graph, exec) pairs to destroy
+        try:  # int(cuda_obj) is deprecated since cuda-bindings 12.9.1 / 13.0.0
+            from cuda.bindings.utils import get_cuda_native_handle
+        except ImportError:  # 12.6.1 - 12.9.0: int() is the only way
+            self.stream_handle = int(self.stream)
+        else:
+            self.stream_handle = get_cuda_native_handle(self.stream)
 
     def _check(self, result: tuple) -> Any:
         error, *values = result
@@ -54,7 +61,7 @@ class _CudaPython:
         self._check(self.rt.cudaStreamSynchronize(self.stream))
 
     def handle(self) -> int:
-        return int(self.stream)
+        return self.stream_handle
 
     def capture(self, enqueue: Any) -> Any:
         """Record `enqueue()` on the stream as a CUDA graph and return it instantiated."""
@@ -62,12 +69,18 @@ class _CudaPython:
         self._check(self.rt.cudaStreamBeginCapture(self.stream, mode))
         enqueue()
         graph = self._check(self.rt.cudaStreamEndCapture(self.stream))
-        return self._check(self.rt.cudaGraphInstantiate(graph, 0))
+        executable = self._check(self.rt.cudaGraphInstantiate(graph, 0))
+        self.graphs.append((graph, executable))
+        return executable
 
     def launch(self, graph: Any) -> None:
         self._check(self.rt.cudaGraphLaunch(graph, self.stream))
 
     def free(self, host: list[int], device: list[int]) -> None:
+        for graph, executable in self.graphs:
+            self.rt.cudaGraphExecDestroy(executable)
+            self.rt.cudaGraphDestroy(graph)
+        self.graphs.clear()
         for pointer in host:
             self.rt.cudaFreeHost(pointer)
         for pointer in device:
@@ -129,7 +142,8 @@ def _cuda_api(memory: str) -> _CudaPython | _PyCuda:
     try:
         return _PyCuda()
     except ImportError:
-        raise DerainError("the TensorRT backend needs cuda-python or pycuda (pip install 'derain[tensorrt]')") from None
+        raise DerainError("the TensorRT backend needs cuda-python or pycuda (pip install 'derain[tensorrt]', "
+                          "or 'derain[jetson]' on a Jetson)") from None
 
 
 class TensorRTBackend(Backend):
