@@ -147,7 +147,7 @@ def plan(settings: TrainSettings, step_seconds: dict[int, float] | None = None) 
                     settings.min_lr, max(1, round(settings.warmup * steps)))
 
 
-def time_steps(model: DerainNet, settings: TrainSettings, data: TrainingData) -> dict[int, float]:
+def time_steps(model: DerainNet, settings: TrainSettings, data: TrainingData, device: str) -> dict[int, float]:
     """Seconds per training step at each patch size, timed on a throwaway copy (median of 3, one warm-up)."""
     probe = copy.deepcopy(model).train()
     optimizer = torch.optim.AdamW(probe.parameters(), lr=0.0)
@@ -156,7 +156,7 @@ def time_steps(model: DerainNet, settings: TrainSettings, data: TrainingData) ->
         rng = np.random.default_rng(0)
         pairs = [data.sample(rng, patch) for _ in range(settings.batch)]
         rainy, clean = (torch.from_numpy(np.stack([p[k] for p in pairs]).transpose(0, 3, 1, 2).copy())
-                        .to(settings.device) for k in (0, 1))
+                        .to(device) for k in (0, 1))
         times = []
         for _ in range(4):
             started = time.perf_counter()
@@ -183,12 +183,17 @@ class WeightEMA:
             ema.copy_(live)
 
 
-def _distributed(settings: TrainSettings) -> tuple[int, int]:
-    """(rank, world size); starts the process group under torchrun."""
+def _distributed(settings: TrainSettings) -> tuple[int, int, str]:
+    """(rank, world size, this rank's device); starts the process group under torchrun, one GPU
+    per process (LOCAL_RANK) when training on CUDA."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = settings.device
+    if world > 1 and device == "cuda":
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+        torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if settings.device.startswith("cuda") else "gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return (dist.get_rank(), world, device) if world > 1 else (0, 1, device)
 
 
 def _save_state(path: Path, model: DerainNet, ema: WeightEMA, optimizer: torch.optim.Optimizer, step: int,
@@ -229,17 +234,17 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
     `resume` continues from run_dir/last.pt exactly; `stop_after` ends this call after that step
     (as an interruption would); `config` overrides the named config (tests)."""
     run_dir = Path(run_dir)
-    rank, world = _distributed(settings)
+    rank, world, device = _distributed(settings)
     last = run_dir / "last.pt"
     state = None
     if resume:
         if not last.is_file():
             raise DerainError(f"{last}: nothing to resume (no such file)")
-        state = torch.load(last, map_location=settings.device, weights_only=True)
-        settings = replace(TrainSettings.from_dict(state["settings"]), workers=settings.workers)
+        state = torch.load(last, map_location=device, weights_only=True)
+        settings = replace(TrainSettings.from_dict(state["settings"]), workers=settings.workers, device=settings.device)
         config = ModelConfig.from_dict(state["config"])
     torch.manual_seed(settings.seed)  # the same initial weights and centroids on every rank
-    model = build_model(config or settings.model).to(settings.device)
+    model = build_model(config or settings.model).to(device)
     if settings.init and state is None:
         _load_weights(model, Path(settings.init))
     if settings.channels_last:
@@ -248,7 +253,7 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
     if state is not None:
         schedule = Schedule(**{**state["schedule"], "phases": [tuple(p) for p in state["schedule"]["phases"]]})
     else:
-        schedule = plan(settings, time_steps(model, settings, data) if settings.time_budget else None)
+        schedule = plan(settings, time_steps(model, settings, data, device) if settings.time_budget else None)
     data.patch_at, data.length = schedule.patch_at, schedule.steps
     optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.peak_lr, weight_decay=settings.weight_decay)
     ema = WeightEMA(model, settings.ema)
@@ -260,6 +265,8 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"].cpu())
         start, log = state["step"], state["log"]
+    # broadcast_buffers=False: rank 0's NAB centroids would overwrite the others' on every forward;
+    # the model all-reduces their statistics instead, so all ranks move them alike.
     live = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
     validation = data.validation_pairs() if rank == 0 else []
     if rank == 0:
@@ -280,7 +287,7 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
             break
         for module in model.nonlocal_attentions():
             module.reseed = step < reseed_stop
-        rainy, clean = rainy.to(settings.device), clean.to(settings.device)
+        rainy, clean = rainy.to(device), clean.to(device)
         for group in optimizer.param_groups:
             group["lr"] = schedule.lr_at(step)
         with torch.autocast(rainy.device.type, dtype=torch.bfloat16, enabled=settings.bf16):
