@@ -117,8 +117,12 @@ def _export(args: argparse.Namespace) -> None:
     from .export.parity import check_parity, parity_inputs
     from .model import load_checkpoint
 
+    from .export.manifest import file_sha256
+    from .model.checkpoint import bundled_checkpoint_path
+
     model, _ = load_checkpoint(args.checkpoint)
-    path = export_onnx(model, args.output, args.height, args.width, args.batch)
+    weights = file_sha256(args.checkpoint or bundled_checkpoint_path())
+    path = export_onnx(model, args.output, args.height, args.width, args.batch, checkpoint_sha256=weights)
     print(f"wrote {path} (opset 17, input rainy {args.batch}x3x{args.height}x{args.width}, simplified, checked)")
     parity = check_parity(model, path, parity_inputs(args.batch, args.height, args.width))
     print(parity.summary())
@@ -184,12 +188,38 @@ def _validate(args: argparse.Namespace) -> None:
         raise DerainError(f"PSNR loss above {args.max_loss_db} dB (see {args.output / 'report.md'})")
 
 
-def _build(args: argparse.Namespace) -> None:
-    from .engines.build import BuildOptions, build_engine
+def _build_options(args: argparse.Namespace):  # noqa: ANN202
+    from .engines.build import BuildOptions
 
-    options = BuildOptions(precision=args.precision, calib=args.calib, store=args.store, name=args.name,
-                           workspace_mib=args.workspace_mib, optimization_level=args.optimization_level)
-    print(f"wrote {build_engine(args.model, options)}")
+    return BuildOptions(precision=args.precision, calib=getattr(args, "calib_npz", None), store=args.store,
+                        name=args.name, workspace_mib=args.workspace_mib, optimization_level=args.optimization_level,
+                        timing_cache=args.timing_cache)
+
+
+def _build(args: argparse.Namespace) -> None:
+    from .engines.build import build_engine
+
+    print(f"wrote {build_engine(args.model, _build_options(args))}")
+
+
+def _deploy(args: argparse.Namespace) -> None:
+    from .deploy import DeployOptions, deploy
+
+    options = DeployOptions(height=args.height, width=args.width, precision=args.precision, calib=args.calib,
+                            calib_frames=args.calib_frames, checkpoint=args.checkpoint, onnx_dir=args.onnx_dir)
+    engine = deploy(options, _build_options(args))
+    print(f"wrote {engine} (and its manifest, with the equivalent trtexec command)")
+
+
+def _add_build_options(parser: argparse.ArgumentParser) -> None:
+    """The engine options `build` and `deploy` share, with trtexec's names as aliases."""
+    parser.add_argument("--store", type=Path, default=Path("engines"), help="engine store folder")
+    parser.add_argument("--name", help="engine name (default: from the ONNX or the config and size)")
+    parser.add_argument("--workspace-mib", "--workspace", type=int, default=2048,
+                        help="builder workspace in MiB (trtexec --memPoolSize=workspace:N)")
+    parser.add_argument("--optimization-level", "--builderOptimizationLevel", type=int, default=3, choices=range(6))
+    parser.add_argument("--timing-cache", "--timingCacheFile", type=Path,
+                        help="timing cache file (default: one per device in the store)")
 
 
 def _backend(args: argparse.Namespace):  # noqa: ANN202
@@ -338,15 +368,26 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-o", "--output", type=Path, default=Path("report"), help="report folder")
     check.set_defaults(func=_validate)
 
-    build = sub.add_parser("build", help="ONNX -> TensorRT engine for this GPU, into the engine store")
+    build = sub.add_parser("build", help="ONNX -> TensorRT engine for this GPU, into the engine store",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     build.add_argument("model", type=Path, help="ONNX: FP32, FP16 (export --fp16) or Q/DQ (quantize)")
     build.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"))
-    build.add_argument("--calib", type=Path, help="calib.npz: INT8 from an ONNX without Q/DQ (TensorRT 10)")
-    build.add_argument("--store", type=Path, default=Path("engines"), help="engine store folder")
-    build.add_argument("--name", help="engine name (default: the ONNX file's stem)")
-    build.add_argument("--workspace-mib", type=int, default=2048)
-    build.add_argument("--optimization-level", type=int, default=3, choices=range(6))
+    build.add_argument("--calib", dest="calib_npz", type=Path,
+                       help="calib.npz: INT8 from an ONNX without Q/DQ (TensorRT 10)")
+    _add_build_options(build)
     build.set_defaults(func=_build)
+
+    deploy = sub.add_parser("deploy", help="checkpoint -> ONNX -> FP16 or INT8 -> TensorRT engine, in one step",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    deploy.add_argument("--checkpoint", type=Path, help="default: the bundled checkpoint")
+    deploy.add_argument("--height", type=int, required=True)
+    deploy.add_argument("--width", type=int, required=True)
+    deploy.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"))
+    deploy.add_argument("--calib", type=Path, help="int8: a video or a folder of rainy frames (not a test split)")
+    deploy.add_argument("--calib-frames", type=int, default=64, help="frames spread over --calib")
+    deploy.add_argument("--onnx-dir", type=Path, default=Path("deploy"), help="where the ONNX files stay")
+    _add_build_options(deploy)
+    deploy.set_defaults(func=_deploy)
 
     stream = sub.add_parser("stream", help="derain a live or recorded stream in real time")
     stream.add_argument("--source", required=True, help="video file, folder, /dev/videoN, v4l2://, csi://N, rtsp://")

@@ -65,3 +65,36 @@ def test_without_a_gpu_library_the_error_names_both_and_the_extras():
         _gpu_name_and_capability()
     message = str(error.value)
     assert "cuda-python is not installed" in message and "pycuda" in message and "derain[jetson]" in message
+
+
+def test_trtexec_command_reproduces_the_build():
+    from derain.engines.build import BuildOptions, trtexec_command
+
+    options = BuildOptions(precision="int8", workspace_mib=1024, optimization_level=4)
+    strong = trtexec_command(Path("m.int8.onnx"), Path("e/m.int8.engine"), options, True, Path("t.cache"), {"a"}, None)
+    assert strong.split() == ["trtexec", "--onnx=m.int8.onnx", "--saveEngine=e/m.int8.engine",
+                              "--memPoolSize=workspace:1024M", "--builderOptimizationLevel=4",
+                              "--timingCacheFile=t.cache", "--stronglyTyped"]
+    weak = trtexec_command(Path("m.onnx"), Path("m.engine"), options, False, Path("t.cache"), {"/n/Softmax", "/n/ArgMax"},
+                           Path("m.calib"))
+    assert "--fp16 --int8 --calib=m.calib --precisionConstraints=obey" in weak
+    assert weak.endswith("--layerPrecisions=/n/ArgMax:fp32,/n/Softmax:fp32")
+
+
+def test_deploy_checks_its_inputs_and_the_device_before_any_work(tmp_path):
+    from conftest import run_derain
+
+    result = run_derain("deploy", "--height", "64", "--width", "64", "--precision", "int8",
+                        "--onnx-dir", tmp_path / "onnx")
+    assert result.returncode == 1 and "needs --calib" in result.stderr
+    result = run_derain("deploy", "--height", "64", "--width", "64", "--precision", "int8", "--calib",
+                        tmp_path / "nothing", "--onnx-dir", tmp_path / "onnx")
+    assert result.returncode == 1 and "no such calibration source" in result.stderr
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here: deploy would build")
+    except ImportError:
+        pass
+    result = run_derain("deploy", "--height", "64", "--width", "64", "--onnx-dir", tmp_path / "onnx")
+    assert result.returncode == 1 and "TensorRT is not installed" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "onnx").exists()  # nothing exported

@@ -161,3 +161,36 @@ def test_builder_pins_layers_of_its_own_nodes_only():
     assert onnx_node_of("/attn/MatMul_1", nodes) == "/attn/MatMul_1"  # a sibling node, not a layer of MatMul
     assert onnx_node_of("/norm/LayerNormalization_17", nodes) == "/norm/LayerNormalization"  # an extra layer
     assert onnx_node_of("/other/Add_3", nodes) is None
+
+
+def test_backend_runner_puts_a_shipped_backend_into_polygraphy_comparisons(tiny_models):
+    """The runner `validate --engine` and the TensorRT tests wrap TensorRTBackend in, exercised with
+    the ONNX Runtime backend: it must give exactly what Polygraphy's own ONNX Runtime runner gives."""
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+    from polygraphy.comparator import Comparator
+
+    from derain.export.comparison import quiet_polygraphy, simple_compare
+    from derain.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from derain.validate.report import backend_runner
+
+    feeds = [{INPUT_NAME: np.random.default_rng(i).random((1, 3, 48, 64), dtype=np.float32)} for i in range(2)]
+    with quiet_polygraphy():
+        results = Comparator.run([OnnxrtRunner(SessionFromOnnx(str(tiny_models["fp32"]))),
+                                  backend_runner(lambda: OnnxRuntimeBackend(tiny_models["fp32"]), "derain-ort")],
+                                 data_loader=feeds)
+        accuracy = Comparator.compare_accuracy(results, compare_func=simple_compare(atol=1e-6, rtol=1e-6))
+    assert accuracy and len(results[1][1]) == 2
+
+
+def test_every_onnx_gets_a_manifest_that_later_stages_read(tiny_models):
+    from derain.engines.build import _onnx_facts
+    from derain.export.manifest import read_manifest
+
+    fp32, fp16, int8 = (read_manifest(tiny_models[p]) for p in ("fp32", "fp16", "int8"))
+    assert fp32.precision == "fp32" and fp32.input["shape"] == [1, 3, 48, 64] and fp32.opset == 17
+    assert fp32.config == "tiny" and fp32.fp32_nodes
+    assert (fp16.precision, fp16.source) == ("fp16", str(tiny_models["fp32"])) and fp16.fp32_nodes == fp32.fp32_nodes
+    assert int8.precision == "int8" and len(int8.extra["calibration_sha256"]) == 64
+    # The builder takes precision and FP32 nodes from the manifest, not from the graph.
+    description, has_qdq, has_fp16, keep, _ = _onnx_facts(tiny_models["int8"])
+    assert has_qdq and not has_fp16 and keep == set(int8.fp32_nodes) and description == int8.input

@@ -39,10 +39,10 @@ def onnx_models(tmp_path_factory):
 
 @pytest.mark.parametrize("precision,atol", [("fp16", 0.05), ("int8", 0.25)])
 def test_engine_builds_runs_and_matches_onnxruntime(onnx_models, precision, atol):
-    from polygraphy.backend.common import BytesFromPath
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
-    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
     from polygraphy.comparator import Comparator
+
+    from derain.validate.report import backend_runner
 
     engine = build_engine(onnx_models[precision], BuildOptions(precision=precision, store=onnx_models["store"],
                                                                name=f"tiny-{precision}"))
@@ -50,10 +50,11 @@ def test_engine_builds_runs_and_matches_onnxruntime(onnx_models, precision, atol
     feeds = [{INPUT_NAME: np.random.default_rng(i).random((1, 3, 64, 64), dtype=np.float32)} for i in range(2)]
     with quiet_polygraphy():
         results = Comparator.run([OnnxrtRunner(SessionFromOnnx(str(onnx_models["fp32"]))),
-                                  TrtRunner(EngineFromBytes(BytesFromPath(str(engine))))], data_loader=feeds)
+                                  backend_runner(lambda: TensorRTBackend(engine), "derain-tensorrt")],
+                                 data_loader=feeds)
         accuracy = Comparator.compare_accuracy(results, compare_func=simple_compare(atol=atol,
                                                                                         check_error_stat="median"))
-    assert accuracy, f"{precision} engine differs from ONNX Runtime beyond median |err| {atol}"
+    assert accuracy, f"{precision} engine (the shipped TensorRTBackend) differs from ONNX Runtime beyond {atol}"
 
     backend = TensorRTBackend(engine)
     try:

@@ -8,13 +8,16 @@ Softmax, the NAB sort and position maps) and the attention's activation-by-activ
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import atomic_path
 from ..export.names import INPUT_NAME
-from ..export.precision import fp32_nodes, name_nodes
+from ..export.manifest import describe, read_manifest, write_manifest
+from ..export.precision import name_nodes
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 
@@ -34,6 +37,8 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Pat
 
     model = onnx.load(str(source))  # quantize_static moves its weights elsewhere: one load per call
     name_nodes(model)  # exclusion works by node name
+    origin = read_manifest(source) or describe(model, "fp32", "unknown", None)
+    keep_fp32 = set(origin.fp32_nodes)
     weights = {initializer.name for initializer in model.graph.initializer}
     activation_matmuls = {node.name for node in model.graph.node
                           if node.op_type == "MatMul" and not any(name in weights for name in node.input)}
@@ -41,11 +46,15 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Pat
         quantize_static(
             model, str(tmp), Frames(), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
             per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=sorted(fp32_nodes(model) | activation_matmuls), calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=sorted(keep_fp32 | activation_matmuls), calibrate_method=CalibrationMethod.MinMax,
             extra_options={
                 "ActivationSymmetric": True,
                 "WeightSymmetric": True,
                 "QuantizeBias": False,  # INT32 bias DequantizeLinear is not a TensorRT input type
             },
         )
+    calib_hash = hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest()
+    write_manifest(target, replace(origin, precision="int8", source=str(source),
+                                   extra={**origin.extra, "calibration_frames": len(calibration),
+                                          "calibration_sha256": calib_hash}))
     return Path(target)

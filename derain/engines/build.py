@@ -21,7 +21,8 @@ from typing import Any
 
 from ..errors import DerainError
 from .device import DeviceInfo, current_device
-from .store import DEFAULT_STORE, Manifest, engine_path, save_engine, sha256, timing_cache_path
+from ..export.manifest import file_sha256
+from .store import DEFAULT_STORE, Manifest, engine_path, save_engine, timing_cache_path
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -34,23 +35,30 @@ class BuildOptions:
     name: str | None = None  # default: the ONNX file's stem
     workspace_mib: int = 2048
     optimization_level: int = 3  # TensorRT's default; 5 searches longest
+    timing_cache: Path | None = None  # default: one per device in the store
 
 
 def _onnx_facts(path: Path) -> tuple[dict, bool, bool, set[str], set[str]]:
     """(input description, has Q/DQ, has FP16 tensors, names of nodes to keep in FP32, all node names)."""
     import onnx
 
+    from ..export.manifest import read_manifest
     from ..export.precision import fp32_nodes, name_nodes
 
     model = onnx.load(str(path))
     name_nodes(model)
     graph = model.graph
     tensor = graph.input[0].type.tensor_type
+    nodes = {node.name for node in graph.node}
+    manifest = read_manifest(path)
+    if manifest is not None:  # written by derain export / quantize: what it knew, not re-derived
+        return (manifest.input, manifest.precision == "int8", manifest.precision == "fp16", set(manifest.fp32_nodes),
+                nodes)
     description = {"name": graph.input[0].name, "shape": [d.dim_value for d in tensor.shape.dim],
                    "dtype": onnx.TensorProto.DataType.Name(tensor.elem_type).lower()}
     has_qdq = any(node.op_type == "QuantizeLinear" for node in graph.node)
     has_fp16 = any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer)
-    return description, has_qdq, has_fp16, fp32_nodes(model), {node.name for node in graph.node}
+    return description, has_qdq, has_fp16, fp32_nodes(model), nodes
 
 
 def onnx_node_of(layer_name: str, nodes: set[str]) -> str | None:
@@ -101,7 +109,26 @@ def check_precision(precision: str, has_qdq: bool, has_fp16: bool, trt_major: in
 def calibration_cache_path(target: Path, onnx_path: Path, calib: Path) -> Path:
     """The implicit calibrator's cache, named after the ONNX and the calibration frames it was made
     from: Polygraphy reuses any existing cache as is, so a new --calib must not find the old one."""
-    return target.with_suffix(f".{(sha256(onnx_path)[:8])}-{sha256(calib)[:8]}.calib")
+    return target.with_suffix(f".{(file_sha256(onnx_path)[:8])}-{file_sha256(calib)[:8]}.calib")
+
+
+def trtexec_command(onnx_path: Path, engine: Path, options: BuildOptions, strongly_typed: bool, cache: Path,
+                    keep: set[str], calibration_cache: Path | None) -> str:
+    """The trtexec line that builds the same engine, for the manifest: a build anyone can reproduce
+    without derain (on TensorRT 10 weakly typed builds, trtexec pins every listed layer, where
+    derain skips the non-float ones)."""
+    words = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine}",
+             f"--memPoolSize=workspace:{options.workspace_mib}M",
+             f"--builderOptimizationLevel={options.optimization_level}", f"--timingCacheFile={cache}"]
+    if strongly_typed:
+        words.append("--stronglyTyped")
+    else:
+        words.append("--fp16")
+        words += ["--int8"] if options.precision == "int8" else []
+        words += [f"--calib={calibration_cache}"] if calibration_cache else []
+        if keep:
+            words += ["--precisionConstraints=obey", "--layerPrecisions=" + ",".join(f"{n}:fp32" for n in sorted(keep))]
+    return " ".join(words)
 
 
 def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
@@ -121,7 +148,7 @@ def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
     # Q/DQ graph builds better weakly typed: what is not quantized runs in FP16, not FP32.
     strongly_typed = major >= 11 or has_fp16 or options.precision == "fp32"
 
-    cache = timing_cache_path(options.store, device)
+    cache = options.timing_cache or timing_cache_path(options.store, device)
     target = engine_path(options.store, device, options.name or onnx_path.stem.split(".")[0], options.precision)
     config_args: dict[str, Any] = {
         "load_timing_cache": str(cache) if cache.is_file() else None,
@@ -130,6 +157,7 @@ def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
         # TF32 for FP32 layers, as trtexec does unless --noTF32 (Polygraphy's default is off).
         "tf32": True,
     }
+    calibration_cache = None
     network = network_from_onnx_path(str(onnx_path), strongly_typed=strongly_typed)
     if not strongly_typed:  # TensorRT 10: builder flags, FP32 islands by precision constraints
         config_args.update(fp16=True, precision_constraints="obey")
@@ -141,20 +169,21 @@ def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
 
             frames = load_calibration(options.calib)
             loader = [{description["name"]: frames[i : i + 1]} for i in range(len(frames))]  # re-iterable
-            cache_file = calibration_cache_path(target, onnx_path, options.calib)
-            config_args.update(int8=True, calibrator=Calibrator(loader, cache=str(cache_file)))
+            calibration_cache = calibration_cache_path(target, onnx_path, options.calib)
+            config_args.update(int8=True, calibrator=Calibrator(loader, cache=str(calibration_cache)))
 
     started = time.perf_counter()
     cache.parent.mkdir(parents=True, exist_ok=True)
     serialized = engine_bytes_from_network(network, config=CreateConfig(**config_args), save_timing_cache=str(cache))
     manifest = Manifest(
         name=target.name.split(".")[0], precision=options.precision, device=device, input=description,
-        onnx_sha256=sha256(onnx_path),
+        onnx_sha256=file_sha256(onnx_path),
         build={"strongly_typed": strongly_typed, "qdq": has_qdq, "fp16_onnx": has_fp16,
                "workspace_mib": options.workspace_mib, "optimization_level": options.optimization_level,
                "tf32": True, "onnx": str(onnx_path),
                "calib": str(options.calib) if options.calib else None,
-               "calib_sha256": sha256(options.calib) if options.calib else None},
+               "calib_sha256": file_sha256(options.calib) if options.calib else None,
+               "trtexec": trtexec_command(onnx_path, target, options, strongly_typed, cache, keep, calibration_cache)},
         build_seconds=round(time.perf_counter() - started, 1),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )

@@ -79,7 +79,7 @@ def _gpu_name_and_capability() -> tuple[str, str]:
 
 def current_device() -> DeviceInfo:
     """This machine's GPU 0 and TensorRT, or a one-line error saying which is missing."""
-    missing = DerainError("TensorRT is not installed here (JetPack ships it; elsewhere pip install tensorrt)")
+    missing = DerainError("TensorRT is not installed here (JetPack ships it; on a desktop pip install 'derain[tensorrt]')")
     try:
         import tensorrt
     except ImportError:

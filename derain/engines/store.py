@@ -3,7 +3,6 @@ each (what built it, for which GPU, from which ONNX), and one timing cache per d
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,14 +45,6 @@ def manifest_path(engine: Path) -> Path:
 
 def timing_cache_path(store: Path, device: DeviceInfo) -> Path:
     return store / device.slug / "timing.cache"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_engine(engine_bytes: bytes, manifest: Manifest, path: Path) -> Path:

@@ -5,10 +5,12 @@ policy (export/precision.py) keeps in FP32.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..atomic import atomic_path
-from .precision import fp32_nodes, name_nodes
+from .manifest import describe, read_manifest, write_manifest
+from .precision import name_nodes
 
 def _skip_fp16_round_trips(model, fp32_nodes: set[str]) -> None:  # noqa: ANN001
     """The converters cast every blocked node's output to FP16 and back, even when the next node is
@@ -51,11 +53,13 @@ def convert_to_fp16(source: str | Path, target: str | Path) -> Path:
     model = onnx.load(str(source))
     name_nodes(model)
     model.graph.ClearField("value_info")  # stale FP32 types would contradict the converted nodes
-    keep_fp32 = fp32_nodes(model)
+    origin = read_manifest(source) or describe(model, "fp32", "unknown", None)
+    keep_fp32 = set(origin.fp32_nodes)
     converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=sorted(keep_fp32))
     _skip_fp16_round_trips(converted, keep_fp32)
     OnnxModel(converted).topological_sort()  # the converter appends its Casts at the end
     onnx.checker.check_model(converted)
     with atomic_path(target) as tmp:
         onnx.save(converted, str(tmp))
+    write_manifest(target, replace(origin, precision="fp16", source=str(source)))
     return Path(target)

@@ -10,14 +10,17 @@ import torch
 from ..atomic import atomic_path
 from ..errors import DerainError
 from ..model import DerainNet
+from .manifest import describe, write_manifest
 from .names import INPUT_NAME, OPSET, OUTPUT_NAME
 
 
 FOLD_LIMIT = "1MB"
 
 
-def export_onnx(model: DerainNet, path: str | Path, height: int, width: int, batch: int = 1) -> Path:
-    """Export `model` at one static input shape, simplify it and check it; written atomically."""
+def export_onnx(model: DerainNet, path: str | Path, height: int, width: int, batch: int = 1,
+                checkpoint_sha256: str | None = None) -> Path:
+    """Export `model` at one static input shape, simplify it and check it; written atomically with
+    its manifest (export/manifest.py) beside it."""
     import onnx
     import onnxsim
 
@@ -37,4 +40,6 @@ def export_onnx(model: DerainNet, path: str | Path, height: int, width: int, bat
             raise DerainError(f"{path}: onnxsim's simplified graph does not match the exported one")
         onnx.checker.check_model(simplified, full_check=True)
         onnx.save(simplified, str(tmp))
+        manifest = describe(simplified, "fp32", model.config.name, checkpoint_sha256)
+    write_manifest(path, manifest)
     return Path(path)

@@ -7,6 +7,7 @@ scores are on those crops, and the report says so."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,13 +46,41 @@ def centre_crop(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return rgb[top : top + height, left : left + width]
 
 
+def backend_runner(open_backend, name: str):  # noqa: ANN001, ANN201 - polygraphy is imported lazily
+    """A Polygraphy runner around one of derain's own backends, so comparisons test the code that
+    ships (the TensorRT backend's buffers, copies and stream), not Polygraphy's TrtRunner."""
+    from polygraphy.backend.base import BaseRunner
+    from polygraphy.common import TensorMetadata
+
+    class BackendRunner(BaseRunner):
+        def __init__(self) -> None:
+            super().__init__(name=name)
+            self.backend = None
+
+        def activate_impl(self) -> None:
+            self.backend = open_backend()
+
+        def get_input_metadata_impl(self) -> TensorMetadata:
+            return TensorMetadata().add(INPUT_NAME, np.float32, self.backend.input_shape)
+
+        def infer_impl(self, feed_dict: dict) -> dict:
+            started = time.perf_counter()
+            output = self.backend.run(feed_dict[INPUT_NAME])
+            self.inference_time = time.perf_counter() - started
+            return {OUTPUT_NAME: output}
+
+        def deactivate_impl(self) -> None:
+            self.backend.close()
+
+    return BackendRunner()
+
+
 def _runner(precision: str, path: Path):  # noqa: ANN202 - polygraphy is imported lazily
     if precision == "engine":
-        from polygraphy.backend.common import BytesFromPath
-        from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+        from ..runtime.tensorrt_backend import TensorRTBackend
 
         check_engine(path)  # built for this GPU and TensorRT, or a one-line error (also without TensorRT)
-        return TrtRunner(EngineFromBytes(BytesFromPath(str(path))), name=precision)
+        return backend_runner(lambda: TensorRTBackend(path), precision)
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
     return OnnxrtRunner(SessionFromOnnx(str(path), providers=["CPUExecutionProvider"]), name=precision)
