@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 
 from derain.atomic import atomic_path
-from derain.data.datasets import clean_paths, pair_paths, random_crop, read_rgb8
+from derain.data.datasets import clean_paths, random_crop, read_rgb8
+from derain.data.pairs import pair_paths
 from derain.data.synthetic import STYLES, add_rain, rain_of_pair, transplant_rain
 
 CROP = 192

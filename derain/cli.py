@@ -80,7 +80,7 @@ def _duration(text: str) -> float:
 
 def _eval(args: argparse.Namespace) -> None:
     from .atomic import atomic_path
-    from .data.datasets import load_pairs, pair_paths
+    from .data.pairs import load_pairs, pair_paths
     from .model import load_checkpoint
     from .model.checkpoint import record_in_checkpoint
     from .train.evaluate import evaluate, evaluate_splits, markdown_table, test_splits
@@ -175,7 +175,7 @@ def _quantize(args: argparse.Namespace) -> None:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    from .data.datasets import load_pairs
+    from .data.pairs import load_pairs
     from .validate.report import validate, write_report
 
     models = {"fp32": args.onnx, "fp16": args.fp16, "int8": args.int8, "engine": args.engine}

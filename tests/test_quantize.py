@@ -14,7 +14,7 @@ from onnx import TensorProto  # noqa: E402
 from conftest import run_derain  # noqa: E402
 from derain.calib.frames import load_calibration, sample_frames, spread_indices  # noqa: E402
 from derain.calib.quantize import quantize_onnx  # noqa: E402
-from derain.data.datasets import load_pairs  # noqa: E402
+from derain.data.pairs import load_pairs  # noqa: E402
 from derain.export.fp16 import convert_to_fp16  # noqa: E402
 from derain.export.lint import lint_model  # noqa: E402
 from derain.export.onnx_export import INPUT_NAME, export_onnx  # noqa: E402

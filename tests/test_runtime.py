@@ -231,3 +231,20 @@ def test_rtsp_encoder_caps_negotiate_where_gstreamer_is_installed():
     result = subprocess.run(["gst-launch-1.0", "-q", *f"{encoder} ! fakesink".split()], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_validate_runs_without_torch(tmp_path, tiny_onnx):
+    """`derain validate` on a Jetson: ONNX Runtime (or an engine), paired images, no PyTorch."""
+    folder = tmp_path / "pairs"
+    for sub in ("rain", "norain"):
+        (folder / sub).mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(folder / sub / f"{i}.png"),
+                        np.random.default_rng(i + (sub == "rain")).integers(0, 256, (40, 56, 3), dtype=np.uint8))
+    script = ("import sys; sys.modules['torch'] = None  # as on a Jetson without torch\n"
+              "from derain.cli import main\n"
+              f"sys.exit(main(['validate', '--data', r'{folder}', '--onnx', r'{tiny_onnx['tile']}', "
+              f"'--int8', r'{tiny_onnx['tile']}', '--max-loss-db', '1', '-o', r'{tmp_path / 'report'}']))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["images"] == 2

@@ -9,7 +9,8 @@ import torch
 import torch.multiprocessing as mp
 
 from conftest import run_derain
-from derain.data.datasets import DataSpec, TrainingData, clean_name_candidates, load_pairs, pair_paths
+from derain.data.datasets import DataSpec, TrainingData
+from derain.data.pairs import clean_name_candidates, load_pairs, pair_paths
 from derain.data.metrics import psnr_y, ssim_y
 from derain.model import build_model, get_config, load_checkpoint
 from derain.train import TrainSettings, evaluate, train

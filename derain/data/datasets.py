@@ -11,7 +11,6 @@ ranks all see exactly the data an uninterrupted single run would. Never point th
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,39 +21,12 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DerainError
-from .io import files_in, is_image, pad_to, read_image
-from .synthetic import TEST_PHOTOS, TRAIN_PHOTOS, add_rain, rain_of_pair, sample_photo, transplant_rain
+from .io import is_image, pad_to, read_image
+from .pairs import Pair, pair_paths
+from .synthetic import TRAIN_PHOTOS, add_rain, rain_of_pair, sample_photo, transplant_rain
 
-Pair = tuple[np.ndarray, np.ndarray]  # (rainy, clean) float32 RGB in [0, 1]
 SOURCES = ("pairs", "synthetic", "transplant")
 SKIMAGE = "skimage"  # --clean value: scikit-image's sample photographs (no ../shared/data needed)
-
-
-def clean_name_candidates(rain_name: str) -> list[str]:
-    """Names the clean image of rainy file `rain_name` goes by in the usual datasets: the same name
-    (Rain100L/H, Rain200H here), `rain-N` -> `norain-N` (Rain200L/H originals), `norain-Nx2` ->
-    `norain-N` (Rain200L/H rainy files), and DDN's `N_k` -> `N` (14 rain versions per clean image)."""
-    path = Path(rain_name)
-    stem, suffix = path.stem, path.suffix
-    stems = [stem, re.sub(r"^rain-", "norain-", stem), re.sub(r"x2$", "", stem), re.sub(r"_\d+$", "", stem)]
-    return list(dict.fromkeys(s + ext for s in stems for ext in dict.fromkeys([suffix, ".png", ".jpg"])))
-
-
-def pair_paths(root: str | Path) -> list[tuple[Path, Path]]:
-    """`root/rain/X` with its clean image in `root/norain/` (the layout of ../shared/data)."""
-    root = Path(root)
-    rain_dir, clean_dir = root / "rain", root / "norain"
-    if not rain_dir.is_dir() or not clean_dir.is_dir():
-        raise DerainError(f"{root}: expected subfolders rain/ and norain/")
-    pairs = []
-    for rain in files_in(rain_dir):
-        clean = next((clean_dir / n for n in clean_name_candidates(rain.name) if (clean_dir / n).is_file()), None)
-        if clean is None:
-            raise DerainError(f"{rain}: no clean image pairs with it in {clean_dir}")
-        pairs.append((rain, clean))
-    if not pairs:
-        raise DerainError(f"{rain_dir}: no images")
-    return pairs
 
 
 def split_off(items: Sequence, fraction: float) -> tuple[list, list]:
@@ -182,12 +154,3 @@ class TrainingData(Dataset):
         rng = np.random.default_rng(self.seed)
         cleans = [LazyImages([e])[0].astype(np.float32) / 255.0 for e in self.val_clean]
         return [(add_rain(c, rng), c) for c in cleans]
-
-
-def load_pairs(source: str | Path, seed: int = 0) -> list[Pair]:
-    """Evaluation pairs: a paired folder, or "synthetic" (held-out photos, one draw of each style)."""
-    if str(source) == "synthetic":
-        rng = np.random.default_rng(seed)
-        return [(add_rain(clean, rng, style), clean) for clean in map(sample_photo, TEST_PHOTOS)
-                for style in ("light", "heavy", "real")]
-    return [(read_image(rain).rgb, read_image(clean).rgb) for rain, clean in pair_paths(source)]

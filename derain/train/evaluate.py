@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.datasets import Pair
+from ..data.pairs import Pair
 from ..data.metrics import psnr_y, ssim_y
 from ..errors import DerainError
 from ..model import DerainNet
@@ -77,7 +77,7 @@ def side_by_side(rainy: np.ndarray, derained: np.ndarray, clean: np.ndarray, cap
 def evaluate_splits(model: DerainNet, splits: dict[str, Path], save: Path | None = None, worst: int = 3) -> dict:
     """Per split: mean and per-image scores; with `save`, the `worst` images (lowest output PSNR)
     as side-by-side PNGs in `save`."""
-    from ..data.datasets import load_pairs, pair_paths
+    from ..data.pairs import load_pairs, pair_paths
     from ..data.io import Image, write_image
 
     result = {}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from ..data.datasets import Pair
+from ..data.pairs import Pair
 from ..data.io import Image, pad_to, write_image
 from ..data.metrics import psnr_y, ssim_y
 from ..engines.store import check_engine
