@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
+from . import __version__
 from .errors import DerainError
 from .model.config import CONFIGS
 
@@ -16,9 +21,23 @@ _EXTRA_OF_MODULE = {"onnx": "onnx", "onnxsim": "onnx", "onnxruntime": "onnx", "p
                     "tensorrt": "tensorrt", "cuda": "tensorrt"}
 
 
+def _set_threads(threads: int) -> None:
+    """CPU threads for torch and ONNX Runtime: on a busy 2-core machine torch with 2 threads ran up
+    to 70x slower than with 1 (OpenMP spin-waits)."""
+    if threads < 1:
+        raise DerainError(f"--threads {threads}: must be at least 1")
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # ONNX Runtime's CPU provider and torch read it
+    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _info(args: argparse.Namespace) -> None:
     from .info import model_info
 
+    if args.store is not None and not args.store.is_dir():
+        raise DerainError(f"{args.store}: no such engine store (a folder made by `derain build`)")
     rows = [model_info(name) for name in ([args.model] if args.model else CONFIGS)]
     if args.store:
         from .engines.store import list_store
@@ -46,13 +65,10 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    import torch
-
     from .data.datasets import DataSpec
     from .train import TrainSettings, train
     from .train.loop import parse_patches
 
-    torch.set_num_threads(args.threads or torch.get_num_threads())
     if args.steps < 1:
         raise DerainError(f"--steps {args.steps}: must be at least 1")
     mix = tuple(float(w) for w in args.mix.split(","))
@@ -157,6 +173,8 @@ def _lint(args: argparse.Namespace) -> None:
 
 
 def _calib(args: argparse.Namespace) -> None:
+    if args.num < 1:
+        raise DerainError(f"--num {args.num}: must be at least 1")
     from .calib.frames import sample_frames, save_calibration
 
     frames = sample_frames(args.source, args.num, args.height, args.width, seed=args.seed)
@@ -264,11 +282,13 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", default="auto", choices=("auto", "cuda-python", "pycuda"),
                         help="TensorRT device memory through cuda-python or pycuda")
     parser.add_argument("--cuda-graph", action="store_true", help="TensorRT: capture the enqueue as a CUDA graph")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (1 on a busy machine)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="derain", description="Derain images and video with a dual-stage "
                                      "(masked / non-local attention) transformer.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="derain images, folders or video files (the main job)")
@@ -277,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output file (one input file) or folder (outputs keep their names)")
     run.add_argument("--checkpoint", type=Path, help="default: the checkpoint bundled with the package")
     run.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    run.add_argument("--threads", type=int, help="CPU threads for torch (1 on a busy machine)")
     run.set_defaults(func=_run)
 
     info = sub.add_parser("info", help="parameters and GFLOPs of the model configs")
@@ -408,9 +429,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (docker stop, systemctl stop) ends a run as Ctrl-C does: recordings are finalized,
+    temporaries removed."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
+        if getattr(args, "threads", None) is not None:
+            _set_threads(args.threads)
         args.func(args)
     except DerainError as error:
         print(f"derain: error: {error}", file=sys.stderr)

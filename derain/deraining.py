@@ -86,9 +86,25 @@ def derain_video(model: DerainNet, job: Job) -> None:
         capture.release()
 
 
+def verify_inputs(jobs: list[Job]) -> None:
+    """Decode every image and the first frame of every video, so that a corrupt file stops the run
+    before any output is written, not halfway through a folder."""
+    for job in tqdm(jobs, desc="checking inputs", unit="file", disable=len(jobs) < 8):
+        if not job.video:
+            read_image(job.source)
+            continue
+        capture, _ = open_video(job.source)
+        try:
+            if not capture.read()[0]:
+                raise DerainError(f"{job.source}: video has no readable frames")
+        finally:
+            capture.release()
+
+
 def derain_paths(inputs: list[Path], output: Path, checkpoint: Path | None = None, device: str = "cpu") -> list[Job]:
     """Check every input and the output first, then derain; returns the jobs done."""
     jobs = plan_jobs(inputs, output)
+    verify_inputs(jobs)
     for folder in {job.target.parent for job in jobs}:
         ensure_directory(folder)
     model, _ = load_checkpoint(checkpoint, device=device)

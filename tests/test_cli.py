@@ -142,3 +142,59 @@ def test_a_missing_optional_extra_names_the_extra_to_install(tmp_path, tiny_chec
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     assert result.stderr.strip() == "derain: error: `derain export` needs onnxsim: pip install 'derain[onnx]'"
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_truncated_image_is_refused_in_one_line(tmp_path, tiny_checkpoint, suffix):
+    whole = tmp_path / f"whole{suffix}"
+    _write_image(whole)
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    line = _one_error_line(run_derain("run", cut, "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint))
+    assert str(cut) in line and "truncated" in line and _no_files(tmp_path / "out")
+    assert run_derain("run", whole, "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint).returncode == 0
+
+
+def test_one_corrupt_file_in_a_folder_stops_the_run_before_any_output(tmp_path, tiny_checkpoint):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "c.png"):
+        _write_image(folder / name)
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    line = _one_error_line(run_derain("run", folder, "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint))
+    assert "b.png" in line and _no_files(tmp_path / "out")  # a.png is not written either
+
+
+def test_version_and_bad_counts_are_answered_in_one_line(tmp_path):
+    result = run_derain("--version")
+    assert result.returncode == 0 and result.stdout.startswith("derain ")
+    for args, message in ((["info", "--store", tmp_path / "missing"], "no such engine store"),
+                          (["calib", "--source", tmp_path, "--num", "0", "--height", "8", "--width", "8", "-o",
+                            tmp_path / "c.npz"], "--num 0"),
+                          (["run", tmp_path, "-o", tmp_path / "o", "--threads", "0"], "--threads 0")):
+        assert message in _one_error_line(run_derain(*args))
+
+
+def test_sigterm_finalizes_a_stream_recording_like_ctrl_c(tmp_path, tiny_checkpoint):
+    """docker stop / systemctl stop send SIGTERM: the recording so far must be a playable file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = tmp_path / "in.avi"
+    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"MJPG"), 10, (256, 192))
+    for i in range(1500):  # far more than the run gets through before the signal
+        writer.write(np.full((192, 256, 3), i % 255, np.uint8))
+    writer.release()
+    process = subprocess.Popen([sys.executable, "-m", "derain", "stream", "--source", str(source), "--sink",
+                                str(tmp_path / "out.avi"), "--checkpoint", str(tiny_checkpoint), "--threads", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr  # interrupted, as by Ctrl-C
+    capture = cv2.VideoCapture(str(tmp_path / "out.avi"))
+    assert capture.isOpened() and capture.read()[0]  # finalized and playable
+    assert 0 < capture.get(cv2.CAP_PROP_FRAME_COUNT) < 1500
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporaries left

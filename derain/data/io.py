@@ -6,6 +6,7 @@ converted back on output (gray stays gray, alpha is kept); 16-bit images keep th
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +53,29 @@ class Image:
         return Image(rgb, self.dtype, self.grayscale, self.alpha)
 
 
+def truncation(path: Path) -> str | None:
+    """Why a JPEG or PNG file is cut short, or None. libjpeg decodes a truncated JPEG with a grey
+    fill and a warning on stderr, so the end marker is checked first (JPEG: EOI after the last
+    scan, possibly followed by padding; PNG: the IEND chunk)."""
+    suffix = path.suffix.lower()
+    if suffix not in (".jpg", ".jpeg", ".png"):
+        return None
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - 4096))
+        tail = handle.read().rstrip(b"\x00")
+    if suffix == ".png" and b"IEND" not in tail[-12:]:
+        return "truncated PNG (no IEND chunk at the end)"
+    if suffix != ".png" and not tail.endswith(b"\xff\xd9"):
+        return "truncated JPEG (no end-of-image marker)"
+    return None
+
+
 def read_image(path: str | Path) -> Image:
     path = Path(path)
+    problem = truncation(path) if path.is_file() else None
+    if problem:
+        raise DerainError(f"{path}: {problem}")
     pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if pixels is None:
         raise DerainError(f"{path}: cannot read image (corrupt, empty or not a {path.suffix} file)")
