@@ -75,7 +75,7 @@ def read_image(path: str | Path) -> Image:
     path = Path(path)
     problem = truncation(path) if path.is_file() else None
     if problem:
-        raise DerainError(f"{path}: {problem}")
+        raise DerainError(f"{path}: cannot read image: {problem}")
     pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if pixels is None:
         raise DerainError(f"{path}: cannot read image (corrupt, empty or not a {path.suffix} file)")
