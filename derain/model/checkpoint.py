@@ -13,7 +13,7 @@ from ..errors import DerainError
 from .config import ModelConfig
 from .network import DerainNet
 
-BUNDLED_CHECKPOINT = "edge-synthetic.pt"
+BUNDLED_CHECKPOINT = "realtime.pt"
 
 
 def save_checkpoint(model: DerainNet, path: str | Path, meta: dict | None = None) -> None:
