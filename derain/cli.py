@@ -61,7 +61,7 @@ def _info(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> None:
     from .deraining import derain_paths
 
-    derain_paths(args.inputs, args.output, checkpoint=args.checkpoint, device=args.device)
+    derain_paths(args.inputs, args.output, lambda: _backend(args))
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -243,34 +243,31 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
 def _backend(args: argparse.Namespace):  # noqa: ANN202
     from .runtime.factory import open_backend
 
-    return open_backend(args.backend, engine=args.engine, onnx=args.onnx, checkpoint=args.checkpoint,
-                        device=args.device, memory=args.memory, cuda_graph=args.cuda_graph)
+    backend = open_backend(args.backend, engine=args.engine, onnx=args.onnx, checkpoint=args.checkpoint,
+                           device=args.device, memory=args.memory, cuda_graph=args.cuda_graph)
+    backend.max_pixels = args.max_pixels
+    return backend
 
 
 def _stream(args: argparse.Namespace) -> None:
     from .runtime.stream import run_stream
 
-    backend = _backend(args)
-    try:
+    with _backend(args) as backend:
         stats = run_stream(args.source, args.sink, backend, realtime=args.realtime, queue_size=args.queue)
-    finally:
-        backend.close()
     print(json.dumps(stats.summary(), indent=2))
 
 
 def _bench(args: argparse.Namespace) -> None:
     from .runtime.bench import run_bench, save_results
 
-    backend = _backend(args)
-    try:
+    with _backend(args) as backend:
         results = run_bench(backend, args.sizes, warmup=args.warmup, iterations=args.iterations)
-    finally:
-        backend.close()
     print(json.dumps(results, indent=2))
     print(f"wrote {save_results(results, args.output, note=args.note)}")
 
 
 def _add_backend_options(parser: argparse.ArgumentParser) -> None:
+    from .runtime.backend import DEFAULT_MAX_PIXELS
     from .runtime.factory import BACKENDS
 
     parser.add_argument("--backend", default="auto", choices=BACKENDS,
@@ -283,6 +280,9 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
                         help="TensorRT device memory through cuda-python or pycuda")
     parser.add_argument("--cuda-graph", action="store_true", help="TensorRT: capture the enqueue as a CUDA graph")
     parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (1 on a busy machine)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help="torch: larger frames run as overlapping tiles of this many pixels, so memory stays "
+                             "bounded (see the README for peak memory)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,9 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image, folder or video file")
     run.add_argument("-o", "--output", required=True, type=Path,
                      help="output file (one input file) or folder (outputs keep their names)")
-    run.add_argument("--checkpoint", type=Path, help="default: the checkpoint bundled with the package")
-    run.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    run.add_argument("--threads", type=int, help="CPU threads for torch (1 on a busy machine)")
+    _add_backend_options(run)
     run.set_defaults(func=_run)
 
     info = sub.add_parser("info", help="parameters and GFLOPs of the model configs")

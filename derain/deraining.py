@@ -1,19 +1,25 @@
-"""The main job: derain image files, folders and video files with a checkpoint (torch on CPU by
-default). Outputs keep the input's size and format; every file is written atomically."""
+"""The main job: derain image files, folders and video files. The same road as `derain stream`:
+a runtime backend (torch with the bundled checkpoint by default, an ONNX model on ONNX Runtime, or
+a TensorRT engine), the runtime's video source and sink. Outputs keep the input's size and format;
+every file is written atomically, and nothing is left of a video that fails halfway."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from .atomic import atomic_path, ensure_directory
-from .data.io import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, files_in, from_pixels, is_image, is_video, open_video,
-                      read_frames, read_image, to_pixels, video_writer, write_image)
+import numpy as np
+
+from .atomic import ensure_directory
+from .data.io import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, files_in, is_image, is_video, open_video, read_image,
+                      write_image)
 from .errors import DerainError
-from .model import DerainNet, load_checkpoint
-from .model.inference import derain_array
+from .runtime.backend import Backend
+from .runtime.sinks import VideoFileSink
+from .runtime.sources import Source, open_source
 
 _SUPPORTED = f"images: {' '.join(IMAGE_EXTENSIONS)}; videos: {' '.join(VIDEO_EXTENSIONS)}"
 
@@ -62,28 +68,35 @@ def plan_jobs(inputs: list[Path], output: Path) -> list[Job]:
     return jobs
 
 
-def derain_image(model: DerainNet, job: Job) -> None:
+def derain_image(backend: Backend, job: Job) -> None:
     image = read_image(job.source)
-    write_image(job.target, image.with_rgb(derain_array(model, image.rgb)))
+    write_image(job.target, image.with_rgb(np.clip(backend.infer_rgb(image.rgb), 0.0, 1.0)))
 
 
-def derain_video(model: DerainNet, job: Job) -> None:
-    capture, info = open_video(job.source)
-    frames = 0
+def frames_of(source: Source) -> Iterator[np.ndarray]:
+    while (frame := source.read()) is not None:
+        yield frame
+
+
+def derain_video(backend: Backend, job: Job) -> None:
+    source = open_source(str(job.source))
+    sink = None
     try:
-        with atomic_path(job.target) as tmp:
-            writer = video_writer(tmp, info)
-            try:
-                for frame in tqdm(read_frames(capture), total=info.frames or None, desc=job.source.name,
-                                  unit="frame"):
-                    writer.write(to_pixels(derain_array(model, from_pixels(frame))))
-                    frames += 1
-            finally:
-                writer.release()
-            if frames == 0:
-                raise DerainError(f"{job.source}: video has no readable frames")
+        frames = tqdm(frames_of(source), total=source.frames or None, desc=job.source.name, unit="frame")
+        for frame in frames:
+            derained = backend.infer([frame])[0]
+            if sink is None:
+                sink = VideoFileSink(job.target, source.fps, (derained.shape[1], derained.shape[0]))
+            sink.write(derained)
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        raise
     finally:
-        capture.release()
+        source.close()
+    if sink is None:
+        raise DerainError(f"{job.source}: video has no readable frames")
+    sink.close()
 
 
 def verify_inputs(jobs: list[Job]) -> None:
@@ -101,17 +114,17 @@ def verify_inputs(jobs: list[Job]) -> None:
             capture.release()
 
 
-def derain_paths(inputs: list[Path], output: Path, checkpoint: Path | None = None, device: str = "cpu") -> list[Job]:
-    """Check every input and the output first, then derain; returns the jobs done."""
+def derain_paths(inputs: list[Path], output: Path, open_backend: Callable[[], Backend]) -> list[Job]:
+    """Check every input and the output first, then open the backend and derain; returns the jobs."""
     jobs = plan_jobs(inputs, output)
     verify_inputs(jobs)
     for folder in {job.target.parent for job in jobs}:
         ensure_directory(folder)
-    model, _ = load_checkpoint(checkpoint, device=device)
-    images = [job for job in jobs if not job.video]
-    for job in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
-        derain_image(model, job)
-    for job in jobs:
-        if job.video:
-            derain_video(model, job)
+    with open_backend() as backend:
+        images = [job for job in jobs if not job.video]
+        for job in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
+            derain_image(backend, job)
+        for job in jobs:
+            if job.video:
+                derain_video(backend, job)
     return jobs

@@ -198,3 +198,34 @@ def test_sigterm_finalizes_a_stream_recording_like_ctrl_c(tmp_path, tiny_checkpo
     assert capture.isOpened() and capture.read()[0]  # finalized and playable
     assert 0 < capture.get(cv2.CAP_PROP_FRAME_COUNT) < 1500
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporaries left
+
+
+def test_run_takes_an_onnx_model_through_the_runtime_like_stream(tmp_path, tiny_checkpoint):
+    """One road: `run --onnx` uses ONNX Runtime and tiles frames larger than the static input."""
+    pytest.importorskip("onnxruntime")
+    onnx_path = tmp_path / "tiny.onnx"
+    exported = run_derain("export", "--checkpoint", tiny_checkpoint, "--height", 32, "--width", 48, "-o", onnx_path)
+    assert exported.returncode == 0, exported.stderr
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _write_image(folder / "big.png", shape=(90, 130, 3))
+    _write_video(folder / "clip.avi")
+    result = run_derain("run", "--onnx", onnx_path, folder, "-o", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert cv2.imread(str(tmp_path / "out" / "big.png")).shape == (90, 130, 3)
+    assert cv2.VideoCapture(str(tmp_path / "out" / "clip.avi")).read()[0]
+
+
+def test_a_photo_above_max_pixels_is_derained_in_tiles_with_progress(tmp_path, tiny_checkpoint):
+    source = tmp_path / "wide.png"
+    pixels = _write_image(source, shape=(120, 200, 3))
+    result = run_derain("run", source, "-o", tmp_path / "out.png", "--checkpoint", tiny_checkpoint,
+                        "--max-pixels", 48 * 48)
+    assert result.returncode == 0, result.stderr
+    assert "tiles" in result.stderr  # a progress bar over the tiles
+    tiled = cv2.imread(str(tmp_path / "out.png"))
+    assert tiled.shape == pixels.shape
+    whole = run_derain("run", source, "-o", tmp_path / "whole.png", "--checkpoint", tiny_checkpoint)
+    assert whole.returncode == 0 and "tiles" not in whole.stderr
+    # Tiles are blended: the result is close to the whole frame (the network is not local).
+    assert np.abs(tiled.astype(float) - cv2.imread(str(tmp_path / "whole.png")).astype(float)).mean() < 8

@@ -9,15 +9,31 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from tqdm import tqdm
+
 from ..data.io import from_pixels, to_pixels
 from .tiling import Tiler
 
 
+DEFAULT_MAX_PIXELS = 2_000_000  # larger frames of a backend that takes any size go through tiles
+
+
 class Backend(ABC):
+    """A context manager: `with open_backend(...) as backend:` releases it whatever happens."""
+
     name = "backend"
     #: (N, 3, H, W) for a static-shape engine; None when the backend takes any size.
     input_shape: tuple[int, ...] | None = None
     overlap = 32  # pixels shared by neighbouring tiles
+    #: Any-size backends run larger frames as tiles of about this many pixels: memory stays bounded
+    #: (a 24 MP photo whole needs tens of GB), at the cost of the tiles' seams being blended.
+    max_pixels = DEFAULT_MAX_PIXELS
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @abstractmethod
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -28,13 +44,18 @@ class Backend(ABC):
 
     def infer_rgb(self, rgb: np.ndarray) -> np.ndarray:
         """(H, W, 3) float32 RGB of any size -> derained, same size."""
-        if self.input_shape is None:
+        if self.input_shape is None and rgb.shape[0] * rgb.shape[1] <= self.max_pixels:
             return self.run(np.ascontiguousarray(rgb.transpose(2, 0, 1))[None])[0].transpose(1, 2, 0)
-        batch, _, height, width = self.input_shape
+        if self.input_shape is None:
+            side = int(self.max_pixels**0.5)
+            batch, height, width = 1, min(side, rgb.shape[0]), min(side, rgb.shape[1])
+        else:
+            batch, _, height, width = self.input_shape
         tiler = Tiler(height, width, min(self.overlap, height // 2, width // 2))
         tiles, offsets = tiler.split(rgb)
         outputs = []
-        for start in range(0, len(tiles), batch):
+        steps = range(0, len(tiles), batch)
+        for start in tqdm(steps, desc="tiles", unit="tile", leave=False, disable=len(steps) < 4):
             chunk = tiles[start : start + batch]
             filled = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])  # static batch
             outputs.append(self.run(filled)[: len(chunk)])

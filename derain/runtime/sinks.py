@@ -55,11 +55,17 @@ class VideoFileSink(Sink):
         self.frames += 1
 
     def close(self) -> None:
+        """Finalize what was written (a stream stopped by Ctrl-C keeps its recording)."""
         self.writer.release()
         if self.frames:
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        """Discard everything (`derain run` leaves no half-derained video behind)."""
+        self.writer.release()
+        self.tmp.unlink(missing_ok=True)
 
 
 class FolderSink(Sink):

@@ -27,6 +27,7 @@ class Source:
 
     live = False
     fps = 30.0
+    frames = 0  # how many frames a file or folder holds, as far as known (0: unknown or live)
 
     def read(self) -> np.ndarray | None:
         raise NotImplementedError
@@ -41,6 +42,7 @@ class CaptureSource(Source):
     def __init__(self, capture: cv2.VideoCapture, name: str, live: bool) -> None:
         self.capture, self.name, self.live = capture, name, live
         self.fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+        self.frames = 0 if live else max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
 
     def read(self) -> np.ndarray | None:
         ok, frame = self.capture.read()
@@ -55,7 +57,7 @@ class FolderSource(Source):
         self.files = files_in(folder)
         if not self.files:
             raise DerainError(f"{folder}: folder has no images")
-        self.index, self.fps = 0, fps
+        self.index, self.fps, self.frames = 0, fps, len(self.files)
 
     def read(self) -> np.ndarray | None:
         while self.index < len(self.files):
