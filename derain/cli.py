@@ -76,7 +76,8 @@ def _train(args: argparse.Namespace) -> None:
         raise DerainError(f"--mix {args.mix!r}: three non-negative weights (pairs,synthetic,transplant)")
     spec = DataSpec(pairs=tuple(args.pairs), clean=tuple(args.clean), rain_layers=tuple(args.rain_layers), mix=mix,
                     val_fraction=args.val_fraction)
-    settings = TrainSettings(model=args.model, init=str(args.init) if args.init else None, data=spec, steps=args.steps, time_budget=args.time_budget,
+    settings = TrainSettings(model=args.model, init=str(args.init) if args.init else None, data=spec,
+                             steps=args.steps, time_budget=args.time_budget,
                              batch=args.batch, patches=parse_patches(args.patches), lr=args.lr, loss=args.loss,
                              fft_weight=args.fft_weight, val_every=args.val_every, save_every=args.save_every,
                              seed=args.seed, device=args.device, workers=args.workers, bf16=args.bf16,
@@ -156,7 +157,8 @@ def _print_lint(path: Path, targets: str) -> None:
 
     unknown = [t for t in targets.split(",") if t not in TARGETS]
     if unknown:
-        raise DerainError(f"--targets {targets}: unknown TensorRT version {unknown[0]} (choose from {', '.join(TARGETS)})")
+        raise DerainError(f"--targets {targets}: unknown TensorRT version {unknown[0]} "
+                          f"(choose from {', '.join(TARGETS)})")
     findings = lint_file(path, tuple(targets.split(",")))
     for finding in findings:
         print(finding)
@@ -235,7 +237,8 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="engine name (default: from the ONNX or the config and size)")
     parser.add_argument("--workspace-mib", "--workspace", type=int, default=2048,
                         help="builder workspace in MiB (trtexec --memPoolSize=workspace:N)")
-    parser.add_argument("--optimization-level", "--builderOptimizationLevel", type=int, default=3, choices=range(6))
+    parser.add_argument("--optimization-level", "--builderOptimizationLevel", type=int, default=3, choices=range(6),
+                        help="TensorRT builder optimization level: higher searches longer")
     parser.add_argument("--timing-cache", "--timingCacheFile", type=Path,
                         help="timing cache file (default: one per device in the store)")
 
@@ -285,27 +288,38 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
                              "bounded (see the README for peak memory)")
 
 
+class _ShowDefaults(argparse.HelpFormatter):
+    """Every option's default in its --help, where there is one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS, []) and "%(default)" not in help_text:
+            help_text += " (default: %(default)s)"
+        return help_text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="derain", description="Derain images and video with a dual-stage "
                                      "(masked / non-local attention) transformer.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    defaults = _ShowDefaults
 
-    run = sub.add_parser("run", help="derain images, folders or video files (the main job)")
+    run = sub.add_parser("run", help="derain images, folders or video files (the main job)", formatter_class=defaults)
     run.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image, folder or video file")
     run.add_argument("-o", "--output", required=True, type=Path,
                      help="output file (one input file) or folder (outputs keep their names)")
     _add_backend_options(run)
     run.set_defaults(func=_run)
 
-    info = sub.add_parser("info", help="parameters and GFLOPs of the model configs")
+    info = sub.add_parser("info", help="parameters and GFLOPs of the model configs", formatter_class=defaults)
     info.add_argument("--model", choices=tuple(CONFIGS), help="one config (default: all)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.add_argument("--store", type=Path, help="also list the engines in this engine store (e.g. engines/)")
     info.set_defaults(func=_info)
 
     train = sub.add_parser("train", help="train a model (resumable; under torchrun: DDP)",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=defaults)
     train.add_argument("--model", default="realtime", choices=tuple(CONFIGS), help="model config")
     train.add_argument("--init", type=Path, help="start from this checkpoint's weights (fine-tune)")
     train.add_argument("--pairs", nargs="*", default=[], help="paired folders (rain/, norain/); never a test split")
@@ -316,18 +330,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-fraction", type=float, default=0.1, help="of the pairs, held out for validation")
     train.add_argument("--steps", type=int, default=2000, help="ignored with --time-budget")
     train.add_argument("--time-budget", type=_duration, help="e.g. 110m: the step count is set to fill it")
-    train.add_argument("--batch", type=int, default=8)
+    train.add_argument("--batch", type=int, default=8, help="patches per step (per process under torchrun)")
     train.add_argument("--patches", default="64", help="progressive patches PATCH:FRACTION,... e.g. 64:0.7,128:0.3")
     train.add_argument("--lr", type=float, help="peak learning rate (default: per config, 1e-3 for realtime)")
-    train.add_argument("--loss", default="charbonnier", choices=("charbonnier", "l1"))
+    train.add_argument("--loss", default="charbonnier", choices=("charbonnier", "l1"), help="pixel loss")
     train.add_argument("--fft-weight", type=float, default=0.0, help="weight of an FFT-amplitude L1 term")
     train.add_argument("--val-every", type=int, default=500, help="steps between validations")
     train.add_argument("--save-every", type=int, default=200, help="steps between resumable checkpoints")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default="cpu")
+    train.add_argument("--seed", type=int, default=0, help="seeds weights and every batch")
+    train.add_argument("--device", default="cpu", help="torch device (cuda: one GPU per torchrun process)")
     train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     train.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
-    train.add_argument("--channels-last", action="store_true")
+    train.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     train.add_argument("--threads", type=int, help="CPU threads for torch (1 on a busy machine)")
     train.add_argument("--resume", action="store_true", help="continue the run in --output exactly")
     train.add_argument("-o", "--output", required=True, type=Path,
@@ -335,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("eval", help="PSNR/SSIM (Y channel, uint8 outputs) of a checkpoint on paired data",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              formatter_class=defaults)
     evaluate.add_argument("--checkpoint", type=Path, help="default: the bundled checkpoint")
     evaluate.add_argument("--data", default="synthetic",
                           help='a paired folder (rain/, norain/), "all" (every <dataset>/test under --data-root) '
@@ -343,72 +357,78 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-root", type=Path, default=Path("../shared/data"), help="for --data all")
     evaluate.add_argument("--json", type=Path, help="write per-image and mean scores here")
     evaluate.add_argument("--save", type=Path, help="save side-by-side images of the worst cases here")
-    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--device", default="cpu", help="torch device")
     evaluate.add_argument("--record", action="store_true", help="also store the scores in the checkpoint's meta")
     evaluate.set_defaults(func=_eval)
-    export = sub.add_parser("export", help="checkpoint -> static-shape ONNX for TensorRT, with a parity check")
+    export = sub.add_parser("export", help="checkpoint -> static-shape ONNX for TensorRT, with a parity check",
+                           formatter_class=defaults)
     export.add_argument("--checkpoint", type=Path, help="default: the bundled checkpoint")
-    export.add_argument("--height", type=int, required=True)
-    export.add_argument("--width", type=int, required=True)
-    export.add_argument("--batch", type=int, default=1)
+    export.add_argument("--height", type=int, required=True, help="static input height (the stream's)")
+    export.add_argument("--width", type=int, required=True, help="static input width")
+    export.add_argument("--batch", type=int, default=1, help="static batch size")
     export.add_argument("--fp16", action="store_true", help="also write <output>.fp16.onnx for strongly typed TRT")
     export.add_argument("--lint", action="store_true", help="also run the TensorRT compatibility lint")
     export.add_argument("--targets", default="10.3,10.13,11", help="TensorRT versions for the lint")
-    export.add_argument("-o", "--output", required=True, type=Path)
+    export.add_argument("-o", "--output", required=True, type=Path, help="the ONNX file (its manifest goes beside it)")
     export.set_defaults(func=_export)
 
-    lint = sub.add_parser("lint", help="TensorRT compatibility lint of an ONNX model (exit 1 on errors)")
+    lint = sub.add_parser("lint", help="TensorRT compatibility lint of an ONNX model (exit 1 on errors)",
+                         formatter_class=defaults)
     lint.add_argument("model", type=Path)
     lint.add_argument("--targets", default="10.3,10.13,11", help="TensorRT versions: 10.3, 10.13, 11")
     lint.set_defaults(func=_lint)
 
-    calib = sub.add_parser("calib", help="calibration frames from a video or a folder of images")
+    calib = sub.add_parser("calib", help="calibration frames from a video or a folder of images",
+                          formatter_class=defaults)
     calib.add_argument("--source", required=True, type=Path, help="video file or folder of images")
     calib.add_argument("--num", type=int, default=64, help="frames, spread over the whole source")
-    calib.add_argument("--height", type=int, required=True)
-    calib.add_argument("--width", type=int, required=True)
-    calib.add_argument("--seed", type=int, default=0)
+    calib.add_argument("--height", type=int, required=True, help="frame height (the ONNX's)")
+    calib.add_argument("--width", type=int, required=True, help="frame width (the ONNX's)")
+    calib.add_argument("--seed", type=int, default=0, help="where frames are cut")
     calib.add_argument("-o", "--output", required=True, type=Path, help="calib.npz")
     calib.set_defaults(func=_calib)
 
-    quantize = sub.add_parser("quantize", help="ONNX + calib.npz -> INT8 Q/DQ ONNX (ONNX Runtime quantize_static)")
+    quantize = sub.add_parser("quantize", help="ONNX + calib.npz -> INT8 Q/DQ ONNX (ONNX Runtime quantize_static)",
+                             formatter_class=defaults)
     quantize.add_argument("model", type=Path)
-    quantize.add_argument("--calib", required=True, type=Path)
-    quantize.add_argument("-o", "--output", required=True, type=Path)
+    quantize.add_argument("--calib", required=True, type=Path, help="calib.npz from `derain calib`")
+    quantize.add_argument("-o", "--output", required=True, type=Path, help="the Q/DQ ONNX to write")
     quantize.set_defaults(func=_quantize)
 
-    check = sub.add_parser("validate", help="PSNR/SSIM of FP32/FP16/INT8 vs ground truth and the loss vs FP32")
+    check = sub.add_parser("validate", help="PSNR/SSIM of FP32/FP16/INT8 vs ground truth and the loss vs FP32",
+                          formatter_class=defaults)
     check.add_argument("--data", default="synthetic", help='paired folder (rain/, norain/) or "synthetic"')
     check.add_argument("--onnx", required=True, type=Path, help="the FP32 ONNX (reference)")
-    check.add_argument("--fp16", type=Path)
-    check.add_argument("--int8", type=Path)
+    check.add_argument("--fp16", type=Path, help="the FP16 ONNX (export --fp16)")
+    check.add_argument("--int8", type=Path, help="the Q/DQ ONNX (quantize)")
     check.add_argument("--engine", type=Path, help="a TensorRT engine built from the same ONNX")
-    check.add_argument("--max-loss-db", type=float, required=True)
+    check.add_argument("--max-loss-db", type=float, required=True, help="fail above this PSNR loss vs FP32")
     check.add_argument("-o", "--output", type=Path, default=Path("report"), help="report folder")
     check.set_defaults(func=_validate)
 
     build = sub.add_parser("build", help="ONNX -> TensorRT engine for this GPU, into the engine store",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=defaults)
     build.add_argument("model", type=Path, help="ONNX: FP32, FP16 (export --fp16) or Q/DQ (quantize)")
-    build.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"))
+    build.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"),
+                       help="must match the graph: FP16 ONNX -> fp16, Q/DQ ONNX -> int8")
     build.add_argument("--calib", dest="calib_npz", type=Path,
                        help="calib.npz: INT8 from an ONNX without Q/DQ (TensorRT 10)")
     _add_build_options(build)
     build.set_defaults(func=_build)
 
     deploy = sub.add_parser("deploy", help="checkpoint -> ONNX -> FP16 or INT8 -> TensorRT engine, in one step",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=defaults)
     deploy.add_argument("--checkpoint", type=Path, help="default: the bundled checkpoint")
-    deploy.add_argument("--height", type=int, required=True)
-    deploy.add_argument("--width", type=int, required=True)
-    deploy.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"))
+    deploy.add_argument("--height", type=int, required=True, help="static input height")
+    deploy.add_argument("--width", type=int, required=True, help="static input width")
+    deploy.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"), help="engine precision")
     deploy.add_argument("--calib", type=Path, help="int8: a video or a folder of rainy frames (not a test split)")
     deploy.add_argument("--calib-frames", type=int, default=64, help="frames spread over --calib")
     deploy.add_argument("--onnx-dir", type=Path, default=Path("deploy"), help="where the ONNX files stay")
     _add_build_options(deploy)
     deploy.set_defaults(func=_deploy)
 
-    stream = sub.add_parser("stream", help="derain a live or recorded stream in real time")
+    stream = sub.add_parser("stream", help="derain a live or recorded stream in real time", formatter_class=defaults)
     stream.add_argument("--source", required=True, help="video file, folder, /dev/videoN, v4l2://, csi://N, rtsp://")
     stream.add_argument("--sink", required=True, help="display://0, video file, folder, rtsp://..., or null")
     stream.add_argument("--realtime", action="store_true", help="drop the oldest frames when inference lags")
@@ -416,10 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_options(stream)
     stream.set_defaults(func=_stream)
 
-    bench = sub.add_parser("bench", help="latency, FPS and peak memory of a backend at several sizes")
+    bench = sub.add_parser("bench", help="latency, FPS and peak memory of a backend at several sizes",
+                          formatter_class=defaults)
     bench.add_argument("--sizes", default="640x360,1280x720", help="WxH list")
-    bench.add_argument("--warmup", type=int, default=3)
-    bench.add_argument("--iterations", type=int, default=10)
+    bench.add_argument("--warmup", type=int, default=3, help="untimed runs first")
+    bench.add_argument("--iterations", type=int, default=10, help="timed runs (medians)")
     bench.add_argument("-o", "--output", type=Path, help="default: benchmarks/results/runtime-<host>.json")
     bench.add_argument("--note", help="a word on the run (model, machine), stored with the results")
     _add_backend_options(bench)

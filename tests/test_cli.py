@@ -229,3 +229,17 @@ def test_a_photo_above_max_pixels_is_derained_in_tiles_with_progress(tmp_path, t
     assert whole.returncode == 0 and "tiles" not in whole.stderr
     # Tiles are blended: the result is close to the whole frame (the network is not local).
     assert np.abs(tiled.astype(float) - cv2.imread(str(tmp_path / "whole.png")).astype(float)).mean() < 8
+
+
+def test_every_option_with_a_default_shows_it_in_help():
+    from derain.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse keeps them here
+    for name, command in commands.items():
+        text = command.format_help()
+        for action in command._actions:  # noqa: SLF001
+            if action.default not in (None, False, [], "==SUPPRESS==") and action.option_strings:
+                assert f"(default: {action.default}" in " ".join(text.split()), (name, action.dest)
+            if action.option_strings and action.dest != "help":
+                assert action.help, (name, action.dest)  # and every option says what it is

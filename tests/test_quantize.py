@@ -194,3 +194,24 @@ def test_every_onnx_gets_a_manifest_that_later_stages_read(tiny_models):
     # The builder takes precision and FP32 nodes from the manifest, not from the graph.
     description, has_qdq, has_fp16, keep, _ = _onnx_facts(tiny_models["int8"])
     assert has_qdq and not has_fp16 and keep == set(int8.fp32_nodes) and description == int8.input
+
+
+def test_quantize_and_stream_refuse_bad_models_in_one_line(tiny_models, tmp_path):
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"this is no protobuf")
+    np.savez(tmp_path / "calib.npz", rainy=np.zeros((2, 3, 48, 64), np.float32))
+    np.savez(tmp_path / "small.npz", rainy=np.zeros((2, 3, 16, 16), np.float32))
+    cases = [(["quantize", garbage, "--calib", tmp_path / "calib.npz", "-o", tmp_path / "q.onnx"], "not an ONNX model"),
+             (["quantize", tiny_models["fp32"], "--calib", tmp_path / "small.npz", "-o", tmp_path / "q.onnx"],
+              "takes frames of 3x48x64")]
+    dynamic = tmp_path / "dynamic.onnx"
+    torch.onnx.export(torch.nn.Conv2d(3, 3, 3, padding=1), (torch.rand(1, 3, 16, 16),), str(dynamic),
+                      input_names=[INPUT_NAME], dynamic_axes={INPUT_NAME: {2: "h", 3: "w"}}, dynamo=False)
+    cases.append((["stream", "--source", tmp_path, "--sink", "null", "--onnx", dynamic], "dynamic input shape"))
+    for args, message in cases:
+        result = run_derain(*args)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "q.onnx").exists()
+    result = run_derain("quantize", tiny_models["fp32"], "--calib", tmp_path / "calib.npz", "-o", tmp_path / "q.onnx")
+    assert result.returncode == 0 and "WARNING" not in result.stderr  # ONNX Runtime's pre-processing advice

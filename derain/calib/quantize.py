@@ -9,17 +9,32 @@ Softmax, the NAB sort and position maps) and the attention's activation-by-activ
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import atomic_path
+from ..errors import DerainError
 from ..export.names import INPUT_NAME
 from ..export.manifest import describe, read_manifest, write_manifest
 from ..export.precision import name_nodes
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+
+
+@contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Path) -> Path:
@@ -35,14 +50,23 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Pat
             batch = next(self.batches, None)
             return None if batch is None else {INPUT_NAME: batch}
 
-    model = onnx.load(str(source))  # quantize_static moves its weights elsewhere: one load per call
+    try:
+        model = onnx.load(str(source))  # quantize_static moves its weights elsewhere: one load per call
+    except Exception as error:  # protobuf's DecodeError and friends
+        raise DerainError(f"{source}: not an ONNX model ({type(error).__name__})") from error
     name_nodes(model)  # exclusion works by node name
     origin = read_manifest(source) or describe(model, "fp32", "unknown", None)
+    expected = list(origin.input["shape"][1:])
+    if list(calibration.shape[1:]) != expected:
+        raise DerainError(f"{source}: takes frames of {'x'.join(map(str, expected))}, the calibration frames are "
+                          f"{'x'.join(map(str, calibration.shape[1:]))} (derain calib --height/--width)")
     keep_fp32 = set(origin.fp32_nodes)
     weights = {initializer.name for initializer in model.graph.initializer}
     activation_matmuls = {node.name for node in model.graph.node
                           if node.op_type == "MatMul" and not any(name in weights for name in node.input)}
-    with atomic_path(target) as tmp:
+    # quantize_static logs two "consider pre-processing" warnings on the root logger: not for us
+    # (onnxsim already simplified the graph), and they would break the one-line output contract.
+    with atomic_path(target) as tmp, _quiet_root_logger():
         quantize_static(
             model, str(tmp), Frames(), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
             per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,

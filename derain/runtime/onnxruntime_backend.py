@@ -22,7 +22,8 @@ class OnnxRuntimeBackend(Backend):
         providers = providers or [p for p in PREFERRED_PROVIDERS if p in available]
         missing = [p for p in providers if p not in available]
         if missing:
-            raise DerainError(f"{path}: ONNX Runtime here has no {', '.join(missing)} (available: {', '.join(available)})")
+            raise DerainError(f"{path}: ONNX Runtime here has no {', '.join(missing)} "
+                              f"(available: {', '.join(available)})")
         try:
             self.session = ort.InferenceSession(str(path), providers=providers)
         except Exception as error:  # ONNX Runtime raises its own Fail / InvalidGraph / NoSuchFile types
@@ -30,7 +31,9 @@ class OnnxRuntimeBackend(Backend):
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         shape = model_input.shape
-        self.input_shape = tuple(shape) if all(isinstance(d, int) for d in shape) else None
+        if not all(isinstance(d, int) for d in shape):  # derain's graphs are static (NAB counting sort)
+            raise DerainError(f"{path}: dynamic input shape {shape}; export a static one with `derain export`")
+        self.input_shape = tuple(shape)
         self.providers = self.session.get_providers()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
