@@ -243,3 +243,49 @@ def test_every_option_with_a_default_shows_it_in_help():
                 assert f"(default: {action.default}" in " ".join(text.split()), (name, action.dest)
             if action.option_strings and action.dest != "help":
                 assert action.help, (name, action.dest)  # and every option says what it is
+
+
+def _with_small_disk(limit_bytes: int):  # noqa: ANN202
+    """preexec_fn: files this process writes cannot grow past `limit_bytes` (EFBIG, as ENOSPC)."""
+    def limit() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return limit
+
+
+@pytest.mark.parametrize("command", ["run", "stream"])
+def test_a_video_that_cannot_be_written_fails_in_one_line_and_leaves_nothing(tmp_path, tiny_checkpoint, command):
+    import subprocess
+    import sys
+
+    source = tmp_path / "in.avi"
+    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        writer.write(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))  # noise: large JPEG frames
+    writer.release()
+    out = tmp_path / "out"
+    out.mkdir()
+    args = (["run", str(source), "-o", str(out / "x.avi")] if command == "run" else
+            ["stream", "--source", str(source), "--sink", str(out / "x.avi")])
+    result = subprocess.run([sys.executable, "-m", "derain", *args, "--checkpoint", str(tiny_checkpoint)],
+                            capture_output=True, text=True, timeout=300, preexec_fn=_with_small_disk(60_000))
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("derain:")]
+    assert result.returncode == 1 and len(lines) == 1 and "x.avi: could not write the video" in lines[0], result.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_odd_video_sizes_lose_no_pixel(tmp_path, tiny_checkpoint):
+    """OpenCV's writers round 41x31 down to 40x30 (so even a test input cannot be odd): frames of a
+    folder, written as a video by the one video sink, keep every pixel."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        _write_image(frames / f"{i}.png", shape=(31, 41, 3), seed=i)
+    result = run_derain("stream", "--source", frames, "--sink", tmp_path / "out.avi", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 0, result.stderr
+    ok, frame = cv2.VideoCapture(str(tmp_path / "out.avi")).read()
+    assert ok and frame.shape[:2] == (32, 42)  # codecs need even sizes: one replicated row and column

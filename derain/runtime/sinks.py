@@ -43,24 +43,39 @@ class DisplaySink(Sink):
 
 class VideoFileSink(Sink):
     """Written under a temporary name and renamed on close, which also runs on Ctrl-C: what was
-    written by then is a complete, playable file."""
+    written by then is a complete, playable file.
+
+    OpenCV's encoders round odd sizes down to even ones (a 161x121 video came out 160x120): odd
+    frames get one replicated row or column instead, so no pixel is lost. OpenCV's writer reports
+    no write errors (a full disk gave an unplayable 16 KiB file and exit 0), so `close` reads the
+    file back and refuses it, in one line, unless every frame is there."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         ensure_directory(path.parent)
         self.path, self.tmp, self.frames = path, temporary_path(path), 0
-        self.writer = video_writer(self.tmp, VideoInfo(frames=0, fps=fps, width=size[0], height=size[1]))
+        self.pad = (size[1] % 2, size[0] % 2)  # (rows, columns) to add
+        self.writer = video_writer(self.tmp, VideoInfo(frames=0, fps=fps, width=size[0] + self.pad[1],
+                                                       height=size[1] + self.pad[0]))
 
     def write(self, frame: np.ndarray) -> None:
+        if any(self.pad):
+            frame = cv2.copyMakeBorder(frame, 0, self.pad[0], 0, self.pad[1], cv2.BORDER_REPLICATE)
         self.writer.write(frame)
         self.frames += 1
 
     def close(self) -> None:
         """Finalize what was written (a stream stopped by Ctrl-C keeps its recording)."""
         self.writer.release()
-        if self.frames:
-            os.replace(self.tmp, self.path)
-        else:
+        if not self.frames:
             self.tmp.unlink(missing_ok=True)
+            return
+        written = _frames_in(self.tmp)
+        if written != self.frames:
+            self.tmp.unlink(missing_ok=True)
+            reason = "disk full?" if written < self.frames else "the file does not read back"
+            raise DerainError(f"{self.path}: could not write the video ({written} of {self.frames} frames "
+                              f"readable; {reason})")
+        os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
         """Discard everything (`derain run` leaves no half-derained video behind)."""
@@ -104,6 +119,14 @@ class RtspSink(Sink):
 
     def close(self) -> None:
         self.writer.release()
+
+
+def _frames_in(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
 
 
 def check_sink(uri: str) -> None:

@@ -133,7 +133,10 @@ def run_stream(source_uri: str, sink_uri: str, backend: Backend, realtime: bool 
                 pass
         finally:
             if sink is not None:
-                sink.close()
+                try:
+                    sink.close()  # may find the file unwritable (a full disk): the run must fail
+                except BaseException as error:
+                    errors.append(error)
 
     def on_interrupt(signum: int, frame: object) -> None:
         if stop.is_set():
