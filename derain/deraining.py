@@ -19,7 +19,7 @@ from .data.io import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, files_in, is_image, is
 from .errors import DerainError
 from .runtime.backend import Backend
 from .runtime.sinks import VideoFileSink
-from .runtime.sources import Source, open_source
+from .runtime.sources import Source, SourceSpec
 
 _SUPPORTED = f"images: {' '.join(IMAGE_EXTENSIONS)}; videos: {' '.join(VIDEO_EXTENSIONS)}"
 
@@ -79,7 +79,7 @@ def frames_of(source: Source) -> Iterator[np.ndarray]:
 
 
 def derain_video(backend: Backend, job: Job) -> None:
-    source = open_source(str(job.source))
+    source = SourceSpec("file", str(job.source)).open()
     sink = None
     try:
         frames = tqdm(frames_of(source), total=source.frames or None, desc=job.source.name, unit="frame")

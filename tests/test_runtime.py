@@ -248,3 +248,34 @@ def test_validate_runs_without_torch(tmp_path, tiny_onnx):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "report" / "report.json").read_text())["images"] == 2
+
+
+def test_source_and_sink_uris_are_parsed_once_into_specs(tmp_path):
+    from derain.runtime.sinks import SinkSpec
+    from derain.runtime.sources import SourceSpec
+
+    _write_video(tmp_path / "in.avi", 2)
+    assert SourceSpec.parse("rtsp://127.0.0.1:8554/cam") == SourceSpec("rtsp", "rtsp://127.0.0.1:8554/cam")
+    assert SourceSpec.parse("csi://1") == SourceSpec("csi", "1")
+    assert SourceSpec.parse("v4l2:///dev/video2") == SourceSpec("v4l2", "/dev/video2") == SourceSpec.parse("/dev/video2")
+    assert SourceSpec.parse(str(tmp_path)) == SourceSpec("folder", str(tmp_path))
+    assert SourceSpec.parse(str(tmp_path / "in.avi")).kind == "file"
+    assert SinkSpec.parse("display://0") == SinkSpec("display", "derain 0")
+    assert SinkSpec.parse(str(tmp_path / "o" / "x.mp4")) == SinkSpec("video", str(tmp_path / "o" / "x.mp4"))
+    assert SinkSpec.parse(str(tmp_path / "frames")).kind == "folder" and (tmp_path / "frames").is_dir()
+    for bad, message in (("ftp://x", "unknown source scheme"), ("csi://left", "sensor id"), ("nope.avi", "no such")):
+        with pytest.raises(Exception, match=message):
+            SourceSpec.parse(bad)
+    with pytest.raises(Exception, match="unsupported video type"):
+        SinkSpec.parse(str(tmp_path / "x.gif"))
+
+
+def test_run_with_an_onnx_model_needs_no_torch(tmp_path, tiny_onnx):
+    _write_video(tmp_path / "in.avi", 3)
+    script = ("import sys; sys.modules['torch'] = None  # as on a Jetson without torch\n"
+              "from derain.cli import main\n"
+              f"sys.exit(main(['run', r'{tmp_path / 'in.avi'}', '-o', r'{tmp_path / 'out.avi'}', "
+              f"'--onnx', r'{tiny_onnx['tile']}']))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert cv2.VideoCapture(str(tmp_path / "out.avi")).read()[0]

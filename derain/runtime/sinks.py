@@ -4,6 +4,7 @@ OpenCV has GStreamer) or nowhere. Sinks open on the first frame, when its size i
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -129,26 +130,38 @@ def _frames_in(path: Path) -> int:
         capture.release()
 
 
-def check_sink(uri: str) -> None:
-    """Refuse a bad sink before any frame is captured."""
-    if uri == "null" or uri.startswith("display://") or uri.startswith("rtsp://"):
-        return
-    if "://" in uri:
-        raise DerainError(f"{uri}: unknown sink scheme '{uri.split('://')[0]}://' (use {SCHEMES})")
-    path = Path(uri)
-    if path.suffix and not is_video(path):
-        raise DerainError(f"{uri}: unsupported video type '{path.suffix}' (use {' '.join(VIDEO_EXTENSIONS)} or a folder)")
-    ensure_directory(path.parent if path.suffix else path)
+@dataclass(frozen=True)
+class SinkSpec:
+    """A sink URI, parsed once (as jetson-utils' videoOutput does): kind and where."""
 
+    kind: str  # null | display | rtsp | video | folder
+    location: str  # window name, URL, or path
 
-def open_sink(uri: str, fps: float, size: tuple[int, int]) -> Sink:
-    """`size` is (width, height) of the frames to come."""
-    check_sink(uri)
-    if uri == "null":
-        return NullSink()
-    if uri.startswith("display://"):
-        return DisplaySink(f"derain {uri[len('display://'):]}")
-    if uri.startswith("rtsp://"):
-        return RtspSink(uri, fps, size)
-    path = Path(uri)
-    return VideoFileSink(path, fps, size) if path.suffix else FolderSink(path)
+    @classmethod
+    def parse(cls, uri: str) -> "SinkSpec":
+        """Refuses a bad sink, in one line, before any frame is captured."""
+        if uri == "null":
+            return cls("null", "")
+        if uri.startswith("display://"):
+            return cls("display", f"derain {uri[len('display://'):]}")
+        if uri.startswith("rtsp://"):
+            return cls("rtsp", uri)
+        if "://" in uri:
+            raise DerainError(f"{uri}: unknown sink scheme '{uri.split('://')[0]}://' (use {SCHEMES})")
+        path = Path(uri)
+        if path.suffix and not is_video(path):
+            raise DerainError(f"{uri}: unsupported video type '{path.suffix}' "
+                              f"(use {' '.join(VIDEO_EXTENSIONS)} or a folder)")
+        ensure_directory(path.parent if path.suffix else path)
+        return cls("video" if path.suffix else "folder", uri)
+
+    def open(self, fps: float, size: tuple[int, int]) -> Sink:
+        """`size` is (width, height) of the frames to come."""
+        if self.kind == "null":
+            return NullSink()
+        if self.kind == "display":
+            return DisplaySink(self.location)
+        if self.kind == "rtsp":
+            return RtspSink(self.location, fps, size)
+        path = Path(self.location)
+        return VideoFileSink(path, fps, size) if self.kind == "video" else FolderSink(path)

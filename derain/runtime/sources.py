@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -108,37 +109,56 @@ class RtspSource(Source):
             self.capture.release()
 
 
-def open_source(uri: str) -> Source:
-    if uri.startswith("rtsp://") or uri.startswith("rtsps://"):
-        return RtspSource(uri)
-    if uri.startswith("csi://"):
-        sensor = uri[len("csi://"):]
-        if not sensor.isdigit():
-            raise DerainError(f"{uri}: expected csi://N with N the sensor id")
-        capture = cv2.VideoCapture(csi_pipeline(int(sensor)), cv2.CAP_GSTREAMER)
-        if not capture.isOpened():
-            raise DerainError(f"{uri}: cannot open the CSI camera (this OpenCV needs GStreamer: use JetPack's)")
-        return CaptureSource(capture, uri, live=True)
-    device = uri[len("v4l2://"):] if uri.startswith("v4l2://") else uri
-    if device.startswith("/dev/video"):
-        capture = cv2.VideoCapture(device, cv2.CAP_V4L2)
-        if not capture.isOpened():
-            raise DerainError(f"{uri}: cannot open the camera")
-        return CaptureSource(capture, uri, live=True)
-    if "://" in uri:
-        raise DerainError(f"{uri}: unknown source scheme '{uri.split('://')[0]}://' (use {SCHEMES})")
-    path = Path(uri)
-    if path.is_dir():
-        return FolderSource(path)
-    if not path.exists():
-        raise DerainError(f"{uri}: no such file or folder")
-    if not is_video(path) and not is_image(path):
-        raise DerainError(f"{uri}: unsupported source (use {SCHEMES})")
-    capture, _ = open_video(path)
-    source = CaptureSource(capture, uri, live=False)
-    if source.read() is None:
-        source.close()
-        raise DerainError(f"{uri}: video has no readable frames")
-    source.close()
-    capture, _ = open_video(path)  # reopen at the first frame
-    return CaptureSource(capture, uri, live=False)
+@dataclass(frozen=True)
+class SourceSpec:
+    """A source URI, parsed once (as jetson-utils' videoSource does): kind and where."""
+
+    kind: str  # rtsp | csi | v4l2 | folder | file
+    location: str  # URL, sensor id, device or path
+
+    @classmethod
+    def parse(cls, uri: str) -> "SourceSpec":
+        if uri.startswith(("rtsp://", "rtsps://")):
+            return cls("rtsp", uri)
+        if uri.startswith("csi://"):
+            sensor = uri[len("csi://"):]
+            if not sensor.isdigit():
+                raise DerainError(f"{uri}: expected csi://N with N the sensor id")
+            return cls("csi", sensor)
+        device = uri[len("v4l2://"):] if uri.startswith("v4l2://") else uri
+        if device.startswith("/dev/video"):
+            return cls("v4l2", device)
+        if "://" in uri:
+            raise DerainError(f"{uri}: unknown source scheme '{uri.split('://')[0]}://' (use {SCHEMES})")
+        path = Path(uri)
+        if path.is_dir():
+            return cls("folder", uri)
+        if not path.exists():
+            raise DerainError(f"{uri}: no such file or folder")
+        if not is_video(path) and not is_image(path):
+            raise DerainError(f"{uri}: unsupported source (use {SCHEMES})")
+        return cls("file", uri)
+
+    def open(self) -> Source:
+        if self.kind == "rtsp":
+            return RtspSource(self.location)
+        if self.kind == "csi":
+            capture = cv2.VideoCapture(csi_pipeline(int(self.location)), cv2.CAP_GSTREAMER)
+            if not capture.isOpened():
+                raise DerainError(f"csi://{self.location}: cannot open the CSI camera (this OpenCV needs "
+                                  "GStreamer: use JetPack's)")
+            return CaptureSource(capture, f"csi://{self.location}", live=True)
+        if self.kind == "v4l2":
+            capture = cv2.VideoCapture(self.location, cv2.CAP_V4L2)
+            if not capture.isOpened():
+                raise DerainError(f"{self.location}: cannot open the camera")
+            return CaptureSource(capture, self.location, live=True)
+        if self.kind == "folder":
+            return FolderSource(Path(self.location))
+        capture, _ = open_video(self.location)
+        if not capture.read()[0]:
+            capture.release()
+            raise DerainError(f"{self.location}: video has no readable frames")
+        capture.release()
+        capture, _ = open_video(self.location)  # reopen at the first frame
+        return CaptureSource(capture, self.location, live=False)

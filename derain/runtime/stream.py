@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backend import Backend
-from .sinks import check_sink, open_sink
-from .sources import open_source
+from .sinks import SinkSpec
+from .sources import SourceSpec
 
 _END = None  # the sentinel that closes a queue
 
@@ -72,8 +72,8 @@ def _put(target: queue.Queue, item: object, stop: threading.Event) -> bool:
 
 def run_stream(source_uri: str, sink_uri: str, backend: Backend, realtime: bool = False, queue_size: int = 4,
                status: bool = True) -> StreamStats:
-    check_sink(sink_uri)
-    source = open_source(source_uri)
+    sink_spec = SinkSpec.parse(sink_uri)  # refused before the source opens
+    source = SourceSpec.parse(source_uri).open()
     stats = StreamStats()
     frames: queue.Queue = queue.Queue(maxsize=queue_size)
     outputs: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -119,7 +119,7 @@ def run_stream(source_uri: str, sink_uri: str, backend: Backend, realtime: bool 
             while (item := outputs.get()) is not _END:
                 captured, frame = item
                 if sink is None:
-                    sink = open_sink(sink_uri, source.fps, (frame.shape[1], frame.shape[0]))
+                    sink = sink_spec.open(source.fps, (frame.shape[1], frame.shape[0]))
                 started = time.perf_counter()
                 sink.write(frame)
                 now = time.perf_counter()
