@@ -129,23 +129,32 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
     from .export.fp16 import convert_to_fp16
+    from .export.manifest import file_sha256
     from .export.onnx_export import export_onnx
     from .export.parity import check_parity, parity_inputs
     from .model import load_checkpoint
-
-    from .export.manifest import file_sha256
     from .model.checkpoint import bundled_checkpoint_path
 
     model, _ = load_checkpoint(args.checkpoint)
     weights = file_sha256(args.checkpoint or bundled_checkpoint_path())
+    steps = ["export", "parity"] + ["fp16"] * args.fp16
+    progress = tqdm(total=len(steps), desc="export", unit="step", leave=False)  # each step can take minutes
     path = export_onnx(model, args.output, args.height, args.width, args.batch, checkpoint_sha256=weights)
-    print(f"wrote {path} (opset 17, input rainy {args.batch}x3x{args.height}x{args.width}, simplified, checked)")
+    progress.set_description("parity")
+    progress.update()
+    tqdm.write(f"wrote {path} (opset 17, input rainy {args.batch}x3x{args.height}x{args.width}, simplified, checked)")
     parity = check_parity(model, path, parity_inputs(args.batch, args.height, args.width))
-    print(parity.summary())
+    progress.set_description("fp16")
+    progress.update()
+    tqdm.write(parity.summary())
     if args.fp16:
         fp16 = convert_to_fp16(path, path.with_suffix(".fp16.onnx"))
-        print(f"wrote {fp16} (FP16; LayerNorm, Softmax and the NAB sort kept FP32)")
+        progress.update()
+        tqdm.write(f"wrote {fp16} (FP16; LayerNorm, Softmax, the NAB sort and position maps kept FP32)")
+    progress.close()
     if args.lint:
         _print_lint(path, args.targets)
     if not parity.passed:

@@ -289,3 +289,40 @@ def test_odd_video_sizes_lose_no_pixel(tmp_path, tiny_checkpoint):
     assert result.returncode == 0, result.stderr
     ok, frame = cv2.VideoCapture(str(tmp_path / "out.avi")).read()
     assert ok and frame.shape[:2] == (32, 42)  # codecs need even sizes: one replicated row and column
+
+
+def test_sigterm_stops_run_on_a_video_with_nothing_left(tmp_path, tiny_checkpoint):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = tmp_path / "in.avi"
+    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"MJPG"), 10, (256, 192))
+    for i in range(1500):
+        writer.write(np.full((192, 256, 3), i % 255, np.uint8))
+    writer.release()
+    (tmp_path / "out").mkdir()
+    process = subprocess.Popen([sys.executable, "-m", "derain", "run", str(source), "-o", str(tmp_path / "out"),
+                                "--checkpoint", str(tiny_checkpoint), "--threads", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr  # interrupted, as by Ctrl-C
+    assert list((tmp_path / "out").iterdir()) == []  # no half video, no temporary
+
+
+def test_an_unwritable_location_is_one_line_even_when_cleanup_fails(tmp_path, monkeypatch):
+    """A read-only folder: the write fails, and so does removing the temporary. Root ignores
+    permissions, so the filesystem's two refusals are played by the calls that meet them."""
+    from derain.atomic import atomic_path
+    from derain.errors import DerainError
+
+    def refuse(self, missing_ok=False):  # noqa: ANN001, ANN202
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    with pytest.raises(DerainError, match="out.png: cannot write .Read-only file system"):
+        with atomic_path(tmp_path / "out.png"):
+            raise OSError(30, "Read-only file system")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..atomic import atomic_path
 from ..data.pairs import Pair
@@ -112,7 +113,9 @@ def validate(models: dict[str, Path], pairs: list[Pair], max_loss_db: float, dat
     crops = [(centre_crop(rainy, height, width), centre_crop(clean, height, width)) for rainy, clean in pairs]
     feeds = [{INPUT_NAME: np.repeat(rainy.transpose(2, 0, 1)[None], batch, axis=0)} for rainy, _ in crops]
     with quiet_polygraphy():
-        results = Comparator.run([_runner(p, Path(path)) for p, path in models.items()], data_loader=feeds)
+        runners = [_runner(p, Path(path)) for p, path in models.items()]
+        results = Comparator.run(runners, data_loader=tqdm(feeds, desc=f"validate ({len(runners)} models)",
+                                                              unit="image", leave=False))
     outputs = {name: [np.clip(it[OUTPUT_NAME][0].transpose(1, 2, 0), 0, 1) for it in iterations]
                for name, iterations in results.items()}
 
