@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from ..atomic import ensure_directory, temporary_path
-from ..data.io import VIDEO_EXTENSIONS, VideoInfo, is_video, video_writer
+from ..data.io import VIDEO_EXTENSIONS, VideoInfo, is_video, open_video, video_writer
 from ..errors import DerainError
 
 SCHEMES = "display://N, a video file, a folder, rtsp://... or null"
@@ -123,11 +123,13 @@ class RtspSink(Sink):
 
 
 def _frames_in(path: Path) -> int:
-    capture = cv2.VideoCapture(str(path))
+    """Frames a written video file holds as read back (0 if it does not open)."""
     try:
-        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
-    finally:
-        capture.release()
+        capture, info = open_video(path)
+    except DerainError:
+        return 0
+    capture.release()
+    return info.frames
 
 
 @dataclass(frozen=True)
