@@ -158,14 +158,18 @@ def test_tiles_blend_without_seams_and_match_the_whole_frame_inside(tiny_onnx):
     assert np.abs(tiler.merge(tiles, offsets, 96, 128) - frame).max() < 1e-6  # blending itself adds no seam
 
 
+def _derain_without_torch(*args: str) -> subprocess.CompletedProcess:
+    """The command line in a process where torch cannot be imported, as on a Jetson without it."""
+    script = ("import sys; sys.modules['torch'] = None\n"
+              f"from derain.cli import main\nsys.exit(main({[str(a) for a in args]!r}))")
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+
+
 def test_the_runtime_runs_without_torch(tmp_path, tiny_onnx):
     """Jetson images may carry TensorRT, NumPy and OpenCV only: the stream must not need torch."""
     _write_video(tmp_path / "in.avi", 5)
-    script = ("import sys; sys.modules['torch'] = None  # as on a Jetson without torch\n"
-              "from derain.cli import main\n"
-              f"sys.exit(main(['stream', '--source', r'{tmp_path / 'in.avi'}', '--sink', 'null', "
-              f"'--onnx', r'{tiny_onnx['tile']}']))")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    result = _derain_without_torch("stream", "--source", tmp_path / "in.avi", "--sink", "null", "--onnx",
+                                   tiny_onnx["tile"])
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["frames_out"] == 5
 
@@ -241,11 +245,8 @@ def test_validate_runs_without_torch(tmp_path, tiny_onnx):
         for i in range(2):
             cv2.imwrite(str(folder / sub / f"{i}.png"),
                         np.random.default_rng(i + (sub == "rain")).integers(0, 256, (40, 56, 3), dtype=np.uint8))
-    script = ("import sys; sys.modules['torch'] = None  # as on a Jetson without torch\n"
-              "from derain.cli import main\n"
-              f"sys.exit(main(['validate', '--data', r'{folder}', '--onnx', r'{tiny_onnx['tile']}', "
-              f"'--int8', r'{tiny_onnx['tile']}', '--max-loss-db', '1', '-o', r'{tmp_path / 'report'}']))")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    result = _derain_without_torch("validate", "--data", folder, "--onnx", tiny_onnx["tile"], "--int8",
+                                   tiny_onnx["tile"], "--max-loss-db", "1", "-o", tmp_path / "report")
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "report" / "report.json").read_text())["images"] == 2
 
@@ -272,10 +273,6 @@ def test_source_and_sink_uris_are_parsed_once_into_specs(tmp_path):
 
 def test_run_with_an_onnx_model_needs_no_torch(tmp_path, tiny_onnx):
     _write_video(tmp_path / "in.avi", 3)
-    script = ("import sys; sys.modules['torch'] = None  # as on a Jetson without torch\n"
-              "from derain.cli import main\n"
-              f"sys.exit(main(['run', r'{tmp_path / 'in.avi'}', '-o', r'{tmp_path / 'out.avi'}', "
-              f"'--onnx', r'{tiny_onnx['tile']}']))")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    result = _derain_without_torch("run", tmp_path / "in.avi", "-o", tmp_path / "out.avi", "--onnx", tiny_onnx["tile"])
     assert result.returncode == 0, result.stderr
     assert cv2.VideoCapture(str(tmp_path / "out.avi")).read()[0]
