@@ -129,6 +129,8 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
+    import onnx  # noqa: F401 - before any output: a missing extra is the one line printed
+    import onnxsim  # noqa: F401
     from tqdm import tqdm
 
     from .export.fp16 import convert_to_fp16
