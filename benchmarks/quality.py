@@ -2,7 +2,9 @@
 channel, uint8 outputs, as the papers score) of the rainy input and of the output, with the
 checkpoint's parameters and GFLOPs.
 
-    python benchmarks/quality.py [--data ../shared/data]   -> benchmarks/results/quality.json
+    python benchmarks/quality.py [--data ../shared/data]
+        -> benchmarks/results/quality.json, and real-rain.jpg: real rain photographs (no ground
+           truth) before and after the default checkpoint, for the eye
 
 The same numbers as `derain eval --data all --checkpoint X`; the splits are never trained on.
 """
@@ -13,14 +15,30 @@ import argparse
 import json
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 
 from derain.atomic import atomic_path
+from derain.data.io import Image, read_image, write_image
 from derain.info import count_flops
-from derain.model import load_checkpoint
-from derain.train.evaluate import evaluate_splits, markdown_table, test_splits
+from derain.model import bundled_checkpoint_path, load_checkpoint
+from derain.train.evaluate import derain_pair_input, evaluate_splits, markdown_table, test_splits
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "derain" / "checkpoints"
+REAL_RAIN = ("real/DDN-real3/1.jpg", "real/DDN-real3/3.jpg", "real/DID-MDN-github/0.png")
+
+
+def real_rain_figure(model, data: Path, target: Path) -> None:  # noqa: ANN001 - a DerainNet
+    """Rows of rainy | derained for photographs of real rain, each scaled to 480 px wide."""
+    rows = []
+    for name in REAL_RAIN:
+        rainy = read_image(data / name).rgb
+        derained = np.clip(derain_pair_input(model, rainy), 0, 1)
+        pair = np.hstack([rainy, derained])
+        scale = 960 / pair.shape[1]
+        rows.append(cv2.resize(pair, (960, round(pair.shape[0] * scale)), interpolation=cv2.INTER_AREA))
+    write_image(target, Image(np.vstack(rows), np.dtype(np.uint8)))
 
 
 def main() -> None:
@@ -42,6 +60,8 @@ def main() -> None:
             "splits": {name: {k: v for k, v in s.items() if k != "per_image"} for name, s in scores.items()},
         }
         print(f"{checkpoint.name} ({model.config.name})\n{markdown_table(results[checkpoint.name]['splits'])}\n")
+        if checkpoint == bundled_checkpoint_path():
+            real_rain_figure(model, args.data, args.output.with_name("real-rain.jpg"))
     with atomic_path(args.output) as tmp:
         tmp.write_text(json.dumps(results, indent=2) + "\n")
 
