@@ -9,9 +9,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 import numpy as np
+from tqdm import tqdm
 
 from .atomic import ensure_directory
 from .data.io import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, files_in, is_image, is_video, open_video, read_image,

@@ -8,12 +8,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
-
 from tqdm import tqdm
 
 from ..data.io import from_pixels, to_pixels
 from .tiling import Tiler
-
 
 DEFAULT_MAX_PIXELS = 2_000_000  # larger frames of a backend that takes any size go through tiles
 
