@@ -141,11 +141,13 @@ class TrainingData(Dataset):
         rainy, norain = random_crop([self.layer_images[2 * i], self.layer_images[2 * i + 1]], patch, rng)
         return transplant_rain(clean, rain_of_pair(rainy, norain), rng), clean
 
-    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng((self.seed, self.rank, step))
-        patch = self.patch_at(step)
+    def make_batch(self, rng: np.random.Generator, patch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`batch` samples as (rainy, clean) tensors (B, 3, patch, patch)."""
         pairs = [self.sample(rng, patch) for _ in range(self.batch)]
         return tuple(torch.from_numpy(np.stack([p[k] for p in pairs]).transpose(0, 3, 1, 2).copy()) for k in (0, 1))
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.make_batch(np.random.default_rng((self.seed, self.rank, step)), self.patch_at(step))
 
     def validation_pairs(self) -> list[Pair]:
         """Held-out train pairs (or, with no pairs, held-out clean photos with fixed synthetic rain)."""

@@ -153,10 +153,7 @@ def time_steps(model: DerainNet, settings: TrainSettings, data: TrainingData, de
     optimizer = torch.optim.AdamW(probe.parameters(), lr=0.0)
     seconds = {}
     for patch, _ in settings.patches:
-        rng = np.random.default_rng(0)
-        pairs = [data.sample(rng, patch) for _ in range(settings.batch)]
-        rainy, clean = (torch.from_numpy(np.stack([p[k] for p in pairs]).transpose(0, 3, 1, 2).copy())
-                        .to(device) for k in (0, 1))
+        rainy, clean = (x.to(device) for x in data.make_batch(np.random.default_rng(0), patch))
         times = []
         for _ in range(4):
             started = time.perf_counter()
