@@ -72,10 +72,10 @@ def _train(args: argparse.Namespace) -> None:
     if args.steps < 1:
         raise DerainError(f"--steps {args.steps}: must be at least 1")
     mix = tuple(float(w) for w in args.mix.split(","))
-    if len(mix) != 3 or min(mix) < 0:
-        raise DerainError(f"--mix {args.mix!r}: three non-negative weights (pairs,synthetic,transplant)")
+    if len(mix) not in (3, 4) or min(mix) < 0:
+        raise DerainError(f"--mix {args.mix!r}: three or four non-negative weights (pairs,synthetic,transplant[,rainless])")
     spec = DataSpec(pairs=tuple(args.pairs), clean=tuple(args.clean), rain_layers=tuple(args.rain_layers), mix=mix,
-                    val_fraction=args.val_fraction)
+                    val_fraction=args.val_fraction, align_tone=tuple(args.align_tone))
     settings = TrainSettings(model=args.model, init=str(args.init) if args.init else None, data=spec,
                              steps=args.steps, time_budget=args.time_budget,
                              batch=args.batch, patches=parse_patches(args.patches), lr=args.lr, loss=args.loss,
@@ -337,7 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clean", nargs="*", default=["skimage"],
                        help="folders of clean photographs for synthetic rain ('skimage': its sample photos)")
     train.add_argument("--rain-layers", nargs="*", default=[], help="paired folders whose rain is transplanted")
-    train.add_argument("--mix", default="1,1,1", help="weights of pairs,synthetic,transplant")
+    train.add_argument("--mix", default="1,1,1,0", help="weights of pairs,synthetic,transplant,rainless")
+    train.add_argument("--align-tone", nargs="*", default=[], metavar="PAIRS",
+                       help="paired folders whose clean frame is another moment of the scene (GT-RAIN): "
+                            "targets keep the rainy frame's illumination")
     train.add_argument("--val-fraction", type=float, default=0.1, help="of the pairs, held out for validation")
     train.add_argument("--steps", type=int, default=2000, help="ignored with --time-budget")
     train.add_argument("--time-budget", type=_duration, help="e.g. 110m: the step count is set to fill it")

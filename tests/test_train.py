@@ -9,7 +9,7 @@ import torch
 import torch.multiprocessing as mp
 
 from conftest import run_derain
-from derain.data.datasets import DataSpec, TrainingData
+from derain.data.datasets import DataSpec, TrainingData, scene_of, split_pairs, tone_aligned
 from derain.data.pairs import clean_name_candidates, load_pairs, pair_paths
 from derain.data.metrics import psnr_y, ssim_y
 from derain.model import build_model, get_config, load_checkpoint
@@ -101,6 +101,38 @@ def test_training_batches_are_seeded_mixed_and_hold_out_validation(tmp_path):
     assert all(image.dtype == np.uint8 for image in data.pair_images.cache.values())  # kept as uint8
     other_rank = TrainingData(spec, 4, lambda step: 48, seed=3, rank=1)
     assert not torch.equal(other_rank[1][0], rainy)
+
+
+def test_validation_holds_out_whole_scenes(tmp_path):
+    assert scene_of("Deadwood_0-0-Webcam-R-003.png") == "Deadwood_0-0" == scene_of("Deadwood_0-0-Webcam-R-250.png")
+    assert scene_of("unnamed02-rain-005.png") == "unnamed02" and scene_of("3_11.jpg") == "3"
+    assert scene_of("rain-12.png") == "rain-12" and scene_of("norain-1x2.png") == "norain-1x2"
+    image = np.zeros((8, 8, 3), np.uint8)
+    frames = [f"{scene}-Webcam-R-{k:03d}.png" for scene in "ABC" for k in range(3)]
+    for folder in ("rain", "norain"):
+        (tmp_path / folder).mkdir()
+        for name in frames:
+            cv2.imwrite(str(tmp_path / folder / name), image)
+    train_pairs, val_pairs = split_pairs([tmp_path], 0.34)
+    assert {scene_of(r) for r, _ in val_pairs} == {"B"} and len(val_pairs) == 3 and len(train_pairs) == 6
+
+
+def test_tone_alignment_moves_light_not_detail():
+    rng = np.random.default_rng(0)
+    detail = rng.integers(0, 60, (96, 96, 3)).astype(np.float32)
+    clean = detail + 100
+    rainy = detail + 140  # the light changed between the frames: +40 everywhere
+    rainy[::8] = 255  # and rain streaks
+    aligned = tone_aligned(rainy.astype(np.uint8), clean.astype(np.uint8)).astype(np.float32)
+    assert abs((aligned - clean).mean() - (rainy - clean).mean()) < 2  # the rainy frame's light
+    assert np.corrcoef((aligned - clean)[16:-16, 16:-16].ravel(), detail[16:-16, 16:-16].ravel())[0, 1] < 0.05
+    assert (rainy - aligned)[::8].mean() > 60  # the streaks themselves stay out of the target
+
+
+def test_rainless_samples_are_their_own_target(tmp_path):
+    data = TrainingData(DataSpec(clean=("skimage",), mix=(0, 0, 0, 1)), 3, lambda step: 32)
+    rainy, clean = data[0]
+    assert torch.equal(rainy, clean) and clean.std() > 0
 
 
 def test_schedule_warms_up_decays_and_fills_a_time_budget():

@@ -1,9 +1,13 @@
 """Paired (rainy, clean) data for training and evaluation.
 
-Training draws random patches, batch by batch, from a weighted mix of three sources:
+Training draws random patches, batch by batch, from a weighted mix of four sources:
 - `pairs`: crops of paired folders (`rain/` + `norain/`), e.g. Rain200H/train or GT-RAIN/train;
 - `synthetic`: clean photographs with fresh synthetic rain (data/synthetic.py);
-- `transplant`: the rain layer of a training pair added over another clean photograph.
+- `transplant`: the rain layer of a training pair added over another clean photograph;
+- `rainless`: a clean photograph as its own target, so the network learns to leave rain-free
+  content alone (a camera sees dry frames, and real rain rarely covers a whole frame).
+Validation holds out whole scenes (all frames of a GT-RAIN webcam, all DDN versions of a
+background), so its score measures scenes the network has never seen, as the test splits do.
 Images are decoded lazily and kept as uint8 (a quarter of float32); batch `step` of rank `rank` is
 a pure function of (seed, rank, step), so resuming, DataLoader workers and DistributedDataParallel
 ranks all see exactly the data an uninterrupted single run would. Never point these at a `test` split.
@@ -11,6 +15,7 @@ ranks all see exactly the data an uninterrupted single run would. Never point th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,17 +30,44 @@ from .io import is_image, pad_to, read_image
 from .pairs import Pair, pair_paths
 from .synthetic import TRAIN_PHOTOS, add_rain, rain_of_pair, sample_photo, transplant_rain
 
-SOURCES = ("pairs", "synthetic", "transplant")
+SOURCES = ("pairs", "synthetic", "transplant", "rainless")
 SKIMAGE = "skimage"  # --clean value: scikit-image's sample photographs (no ../shared/data needed)
 
 
-def split_off(items: Sequence, fraction: float) -> tuple[list, list]:
-    """(train, validation): every round(1/fraction)-th item (by sorted name) is held out."""
-    if fraction <= 0 or len(items) < 2:
+TONE_SIGMA = 24.0  # pixels: what --align-tone counts as illumination rather than rain
+
+
+def scene_of(path: str | Path) -> str:
+    """The scene a rainy file shows: GT-RAIN's `<Scene>-Webcam-R-<k>` and `<scene>-rain-<k>` frames
+    and DDN's `<N>_<k>` versions share one; any other name is a scene of its own."""
+    return re.sub(r"(-Webcam-R|-rain)-\d+$|_\d+$", "", Path(path).stem)
+
+
+def split_off(items: Sequence, fraction: float, group: Callable = lambda x: x) -> tuple[list, list]:
+    """(train, validation): every round(1/fraction)-th group (by first appearance) is held out whole."""
+    groups = list(dict.fromkeys(map(group, items)))
+    if fraction <= 0 or len(groups) < 2:
         return list(items), []
     every = max(2, round(1 / fraction))
-    return ([x for i, x in enumerate(items) if i % every != every // 2],
-            [x for i, x in enumerate(items) if i % every == every // 2])
+    held = {g for i, g in enumerate(groups) if i % every == every // 2}
+    return [x for x in items if group(x) not in held], [x for x in items if group(x) in held]
+
+
+def split_pairs(folders: Sequence[str | Path], fraction: float) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
+    """Each paired folder split by scene on its own, so every folder has scenes in validation."""
+    train, val = [], []
+    for folder in folders:
+        kept, held = split_off(pair_paths(folder), fraction, group=lambda pair: scene_of(pair[0]))
+        train, val = train + kept, val + held
+    return train, val
+
+
+def tone_aligned(rainy: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """`clean` with the rainy frame's low frequencies: for pairs whose clean frame is another moment
+    of the scene (GT-RAIN), whose light changed in between in a way no network can know."""
+    rainy32, clean32 = rainy.astype(np.float32), clean.astype(np.float32)
+    shift = cv2.GaussianBlur(rainy32 - clean32, (0, 0), TONE_SIGMA)
+    return np.clip(np.rint(clean32 + shift), 0, 255).astype(np.uint8)
 
 
 def read_rgb8(path: Path) -> np.ndarray:
@@ -61,7 +93,8 @@ def clean_paths(folders: Sequence[str | Path]) -> list[Path]:
 
 
 class LazyImages:
-    """Decode on first use, keep uint8. Entries are paths or scikit-image sample names."""
+    """Decode on first use, keep uint8. Entries are paths, scikit-image sample names, or
+    (rainy path, clean path) for a clean frame tone-aligned to its rainy one."""
 
     def __init__(self, entries: Sequence[Path | str]) -> None:
         self.entries, self.cache = list(entries), {}
@@ -72,8 +105,12 @@ class LazyImages:
     def __getitem__(self, index: int) -> np.ndarray:
         if index not in self.cache:
             entry = self.entries[index]
-            self.cache[index] = (read_rgb8(entry) if isinstance(entry, Path)
-                                 else np.rint(sample_photo(entry) * 255).astype(np.uint8))
+            if isinstance(entry, tuple):
+                self.cache[index] = tone_aligned(read_rgb8(entry[0]), read_rgb8(entry[1]))
+            elif isinstance(entry, Path):
+                self.cache[index] = read_rgb8(entry)
+            else:
+                self.cache[index] = np.rint(sample_photo(entry) * 255).astype(np.uint8)
         return self.cache[index]
 
 
@@ -99,8 +136,9 @@ class DataSpec:
     pairs: tuple[str, ...] = ()  # paired folders (rain/, norain/)
     clean: tuple[str, ...] = (SKIMAGE,)  # folders of clean photographs, or "skimage"
     rain_layers: tuple[str, ...] = ()  # paired folders whose rain layers are transplanted
-    mix: tuple[float, float, float] = (1.0, 1.0, 1.0)  # weights of pairs, synthetic, transplant
+    mix: tuple[float, ...] = (1.0, 1.0, 1.0, 0.0)  # weights of pairs, synthetic, transplant, rainless
     val_fraction: float = 0.1
+    align_tone: tuple[str, ...] = ()  # paired folders whose clean targets take the rainy frame's tone
 
 
 class TrainingData(Dataset):
@@ -109,19 +147,20 @@ class TrainingData(Dataset):
     def __init__(self, spec: DataSpec, batch: int, patch_at: Callable[[int], int], seed: int = 0,
                  rank: int = 0, length: int = 0) -> None:
         self.batch, self.patch_at, self.seed, self.rank, self.length = batch, patch_at, seed, rank, length
-        self.pairs, self.val_pairs = split_off(
-            [p for folder in spec.pairs for p in pair_paths(folder)], spec.val_fraction)
+        self.pairs, self.val_pairs = split_pairs(spec.pairs, spec.val_fraction)
         self.rain_pairs = [p for folder in spec.rain_layers for p in pair_paths(folder) if p not in self.val_pairs]
         clean = ([SKIMAGE] if not spec.clean else spec.clean)
         entries: list[Path | str] = list(TRAIN_PHOTOS) if SKIMAGE in clean else []
         entries += clean_paths([c for c in clean if c != SKIMAGE])
         self.clean, self.val_clean = split_off(entries, spec.val_fraction if not self.val_pairs else 0.0)
-        weights = np.array([spec.mix[0] * bool(self.pairs), spec.mix[1] * bool(self.clean),
-                            spec.mix[2] * bool(self.rain_pairs and self.clean)], dtype=np.float64)
+        mix = tuple(spec.mix) + (0.0,) * (len(SOURCES) - len(spec.mix))  # runs from before `rainless`
+        weights = np.array([mix[0] * bool(self.pairs), mix[1] * bool(self.clean),
+                            mix[2] * bool(self.rain_pairs and self.clean), mix[3] * bool(self.clean)], dtype=np.float64)
         if weights.sum() <= 0:
             raise DerainError("no training data: give paired folders, clean photographs, or both")
         self.weights = weights / weights.sum()
-        self.pair_images = LazyImages([p for pair in self.pairs for p in pair])
+        aligned = {p for folder in spec.align_tone for p in pair_paths(folder)}
+        self.pair_images = LazyImages([e for pair in self.pairs for e in (pair[0], pair if pair in aligned else pair[1])])
         self.layer_images = LazyImages([p for pair in self.rain_pairs for p in pair])
         self.clean_images = LazyImages(self.clean)
 
@@ -129,7 +168,7 @@ class TrainingData(Dataset):
         return self.length
 
     def sample(self, rng: np.random.Generator, patch: int) -> Pair:
-        source = SOURCES[rng.choice(3, p=self.weights)]
+        source = SOURCES[rng.choice(len(SOURCES), p=self.weights)]
         if source == "pairs":
             i = int(rng.integers(len(self.pairs)))
             rainy, clean = random_crop([self.pair_images[2 * i], self.pair_images[2 * i + 1]], patch, rng)
@@ -137,6 +176,8 @@ class TrainingData(Dataset):
         (clean,) = random_crop([self.clean_images[int(rng.integers(len(self.clean)))]], patch, rng)
         if source == "synthetic":
             return add_rain(clean, rng), clean
+        if source == "rainless":
+            return clean, clean
         i = int(rng.integers(len(self.rain_pairs)))
         rainy, norain = random_crop([self.layer_images[2 * i], self.layer_images[2 * i + 1]], patch, rng)
         return transplant_rain(clean, rain_of_pair(rainy, norain), rng), clean
