@@ -82,6 +82,10 @@ def test_int8_model_has_symmetric_qdq_that_runs_and_spares_the_sort(tiny_models)
     for node in model.graph.node:
         if node.name in kept:
             assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in node.input)
+    convs = [node for node in model.graph.node if node.op_type == "Conv"]
+    dequantized = [any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in node.input)
+                   for node in convs]
+    assert not dequantized[0] and not dequantized[-1] and all(dequantized[1:-1])  # image-facing convs stay float
     x = np.random.default_rng(0).random((1, 3, 48, 64), dtype=np.float32)
     int8 = ort.InferenceSession(str(tiny_models["int8"]), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})
     fp32 = ort.InferenceSession(str(tiny_models["fp32"]), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})
