@@ -219,3 +219,4 @@ def test_quantize_and_stream_refuse_bad_models_in_one_line(tiny_models, tmp_path
     assert not (tmp_path / "q.onnx").exists()
     result = run_derain("quantize", tiny_models["fp32"], "--calib", tmp_path / "calib.npz", "-o", tmp_path / "q.onnx")
     assert result.returncode == 0 and "WARNING" not in result.stderr  # ONNX Runtime's pre-processing advice
+    assert len(result.stdout.strip().splitlines()) == 1, result.stdout  # nor its calibrators' progress prints

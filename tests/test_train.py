@@ -115,6 +115,8 @@ def test_validation_holds_out_whole_scenes(tmp_path):
             cv2.imwrite(str(tmp_path / folder / name), image)
     train_pairs, val_pairs = split_pairs([tmp_path], 0.34)
     assert {scene_of(r) for r, _ in val_pairs} == {"B"} and len(val_pairs) == 3 and len(train_pairs) == 6
+    twice_train, twice_val = split_pairs([tmp_path, tmp_path], 0.34)
+    assert twice_train == train_pairs * 2 and twice_val == val_pairs
 
 
 def test_tone_alignment_moves_light_not_detail():

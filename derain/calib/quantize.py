@@ -7,16 +7,15 @@ the precision policy keeps FP32 (export/precision.py: LayerNorm, Softmax, the NA
 maps), the attention's activation-by-activation MatMuls (q.k^T, attn.v: quantizing them cost 0.109
 dB instead of 0.064 dB on benchmarks/int8.py), and the two image-facing convolutions (3 channels in,
 3 out: little for INT8 to speed up, and the last one writes the residual added to the image).
-Chosen on train pairs (PSNR lost vs FP32, 256x256 crops, 38 pairs of Rain200H/GT-RAIN train):
-MinMax 0.43 dB, 99.99th percentile 0.15 dB (99.9th 0.33, 99.999th 0.37), plus float image-facing
-convolutions 0.06 dB."""
+Both chosen on train pairs, never test ones: benchmarks/int8_calibration.py."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,17 +31,27 @@ QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 
 
 @contextmanager
-def _quiet_root_logger() -> Iterator[None]:
+def _quiet_quantizer() -> Iterator[None]:
+    """quantize_static logs two "consider pre-processing" warnings on the root logger (not for us:
+    onnxsim already simplified the graph) and its histogram calibrators print progress to stdout;
+    either would break the one-line output contract."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        yield
+        with redirect_stdout(io.StringIO()):
+            yield
     finally:
         root.setLevel(level)
 
 
-def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Path) -> Path:
+PERCENTILE = 99.99
+
+
+def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Path, percentile: float | None = PERCENTILE,
+                  float_image_convs: bool = True) -> Path:
+    """`source` FP32 ONNX -> INT8 Q/DQ ONNX at `target`. percentile=None calibrates MinMax;
+    benchmarks/int8_calibration.py measures the choices."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -70,17 +79,15 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Pat
     activation_matmuls = {node.name for node in model.graph.node
                           if node.op_type == "MatMul" and not any(name in weights for name in node.input)}
     convs = [node.name for node in model.graph.node if node.op_type == "Conv"]  # topological order
-    image_facing = {convs[0], convs[-1]} if convs else set()
-    # quantize_static logs two "consider pre-processing" warnings on the root logger: not for us
-    # (onnxsim already simplified the graph), and they would break the one-line output contract.
-    with atomic_path(target) as tmp, _quiet_root_logger():
+    image_facing = {convs[0], convs[-1]} if convs and float_image_convs else set()
+    with atomic_path(target) as tmp, _quiet_quantizer():
         quantize_static(
             model, str(tmp), Frames(), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
             per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=sorted(keep_fp32 | activation_matmuls | image_facing),
-            calibrate_method=CalibrationMethod.Percentile,
+            calibrate_method=CalibrationMethod.MinMax if percentile is None else CalibrationMethod.Percentile,
             extra_options={
-                "CalibPercentile": 99.99,
+                "CalibPercentile": percentile or PERCENTILE,
                 "ActivationSymmetric": True,
                 "WeightSymmetric": True,
                 "QuantizeBias": False,  # INT32 bias DequantizeLinear is not a TensorRT input type

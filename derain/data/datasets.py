@@ -54,12 +54,13 @@ def split_off(items: Sequence, fraction: float, group: Callable = lambda x: x) -
 
 
 def split_pairs(folders: Sequence[str | Path], fraction: float) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
-    """Each paired folder split by scene on its own, so every folder has scenes in validation."""
+    """Each paired folder split by scene on its own, so every folder has scenes in validation. A
+    folder given twice is drawn from twice as often (its validation pairs count once)."""
     train, val = [], []
     for folder in folders:
         kept, held = split_off(pair_paths(folder), fraction, group=lambda pair: scene_of(pair[0]))
         train, val = train + kept, val + held
-    return train, val
+    return train, list(dict.fromkeys(val))
 
 
 def tone_aligned(rainy: np.ndarray, clean: np.ndarray) -> np.ndarray:
