@@ -40,15 +40,21 @@ TARGET_DB, GOAL_DB = 0.3, 0.1
 RESULTS = Path(__file__).parent / "results"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def setup(doc: str) -> tuple[argparse.Namespace, torch.nn.Module, np.ndarray]:
+    """Arguments, the bundled checkpoint on one thread, and its calibration frames (train splits)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     args = parser.parse_args()
-    started = time.time()
     torch.set_num_threads(1)
     model, _ = load_checkpoint()
     calibration = np.concatenate([sample_frames(args.data / folder, CALIBRATION_FRAMES // len(CALIBRATION), SIZE,
                                                 SIZE, seed=1) for folder in CALIBRATION])
+    return args, model, calibration
+
+
+def main() -> int:
+    started = time.time()
+    args, model, calibration = setup(__doc__)
     per_split = {}
     with tempfile.TemporaryDirectory() as folder:
         fp32 = export_onnx(model, Path(folder) / "model.onnx", SIZE, SIZE)

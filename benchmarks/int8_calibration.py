@@ -8,7 +8,6 @@ image-facing convolutions (3 channels in, 3 out) quantized or left in float.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -16,16 +15,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from derain.atomic import atomic_path
-from derain.calib.frames import sample_frames
 from derain.calib.quantize import quantize_onnx
 from derain.data.pairs import load_pairs
 from derain.export.onnx_export import export_onnx
-from derain.model import bundled_checkpoint_path, load_checkpoint
+from derain.model import bundled_checkpoint_path
 from derain.validate.report import validate
-from int8 import CALIBRATION, CALIBRATION_FRAMES, RESULTS, SIZE
+from int8 import CALIBRATION, CALIBRATION_FRAMES, RESULTS, SIZE, setup
 
 EVALUATION = ("Rain200H/train", "GT-RAIN/train")
 VARIANTS = {  # name: (percentile or None for MinMax, image-facing convolutions in float)
@@ -39,14 +36,8 @@ VARIANTS = {  # name: (percentile or None for MinMax, image-facing convolutions 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    args = parser.parse_args()
     started = time.time()
-    torch.set_num_threads(1)
-    model, _ = load_checkpoint()
-    calibration = np.concatenate([sample_frames(args.data / folder, CALIBRATION_FRAMES // len(CALIBRATION), SIZE,
-                                                SIZE, seed=1) for folder in CALIBRATION])
+    args, model, calibration = setup(__doc__)
     pairs = [(rainy, clean) for folder in EVALUATION for rainy, clean in load_pairs(args.data / folder)
              if min(rainy.shape[:2]) >= SIZE]
     with tempfile.TemporaryDirectory() as folder:
