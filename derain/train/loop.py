@@ -6,7 +6,7 @@
   is set once at the start from timed probe steps of each patch size, so the run fills the budget
   and is then exactly repeatable (the count is stored in the checkpoint);
 - an EMA of the weights (BasicSR's 0.999), validated every `val_every` steps; the best EMA weights
-  are kept as `best.pt`, a loadable derain checkpoint;
+  are kept as `best.pt` and the last ones as `final.pt`, loadable derain checkpoints;
 - `last.pt` every `save_every` steps holds all a resume needs: model, EMA, optimizer, step,
   schedule, torch's RNG (NAB codebook resets draw from it), NAB centroids (buffers) and the log;
 - under `torchrun` (WORLD_SIZE > 1): DistributedDataParallel (gloo on CPU, NCCL on GPU), each rank
@@ -314,8 +314,12 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
             _write_log(run_dir, log)
     progress.close()
     model.eval()
-    if rank == 0 and not validation and end == schedule.steps:
-        _save_best(run_dir / "best.pt", ema.model, settings, log)
+    if rank == 0 and end == schedule.steps:
+        # The EMA at the end of the schedule: what to ship when validation cannot be trusted to pick
+        # (a fine-tune from a checkpoint that has seen the validation scenes favours its first steps).
+        _save_best(run_dir / "final.pt", ema.model, settings, log)
+        if not validation:
+            _save_best(run_dir / "best.pt", ema.model, settings, log)
     if world > 1:
         dist.barrier()
     return log
