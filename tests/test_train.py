@@ -176,6 +176,7 @@ def test_validation_keeps_the_best_ema_checkpoint_and_plots_curves(tmp_path):
                               val_every=2, lr=2e-3)
     log = train(settings, tmp_path / "run")
     assert [v["step"] for v in log["val"]] == [2, 4] and log["best"]["psnr"] == max(v["psnr"] for v in log["val"])
+    assert log["val"][-1]["sources"][f"{tmp_path.name}/pairs"]["psnr"] == log["val"][-1]["psnr"]  # one source: the same mean
     assert (tmp_path / "run" / "curves.png").stat().st_size > 0
     assert json.loads((tmp_path / "run" / "log.json").read_text())["best"] == log["best"]
     _, meta = load_checkpoint(tmp_path / "run" / "best.pt")

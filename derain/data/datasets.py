@@ -191,6 +191,12 @@ class TrainingData(Dataset):
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.make_batch(np.random.default_rng((self.seed, self.rank, step)), self.patch_at(step))
 
+    def validation_sources(self) -> list[str]:
+        """Where each validation pair comes from ("GT-RAIN/train", or "synthetic"), for per-source scores."""
+        if self.val_pairs:
+            return ["/".join(rainy.parts[-4:-2]) for rainy, _ in self.val_pairs]
+        return ["synthetic"] * len(self.val_clean)
+
     def validation_pairs(self) -> list[Pair]:
         """Held-out train pairs (or, with no pairs, held-out clean photos with fixed synthetic rain)."""
         if self.val_pairs:

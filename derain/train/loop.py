@@ -35,7 +35,7 @@ from ..data.datasets import DataSpec, TrainingData
 from ..errors import DerainError
 from ..model import DerainNet, build_model, save_checkpoint
 from ..model.config import ModelConfig
-from .evaluate import evaluate
+from .evaluate import mean_scores, score_pairs
 
 # Peak learning rates per config: 1e-3 was calibrated for the small configs on this CPU; the
 # paper-scale ones keep Restormer's 3e-4.
@@ -214,10 +214,14 @@ def plot_log(log: dict, path: Path) -> None:
         left.plot([r["step"] for r in log["train"]], [r["loss"] for r in log["train"]])
     left.set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
     if log["val"]:
-        right.plot([r["step"] for r in log["val"]], [r["psnr"] for r in log["val"]], marker="o", label="EMA model")
-        right.axhline(log["val"][0]["input_psnr"], color="gray", linestyle="--", label="rainy input")
+        steps = [r["step"] for r in log["val"]]
+        right.plot(steps, [r["psnr"] - r["input_psnr"] for r in log["val"]], marker="o", label="all (EMA model)")
+        for source in log["val"][-1].get("sources", {}):
+            right.plot(steps, [r["sources"][source]["psnr"] - r["sources"][source]["input_psnr"]
+                               if source in r.get("sources", {}) else np.nan for r in log["val"]], label=source)
+        right.axhline(0.0, color="gray", linestyle="--", label="rainy input")
         right.legend()
-    right.set(xlabel="step", ylabel="PSNR (dB, Y)", title="validation")
+    right.set(xlabel="step", ylabel="PSNR gain over the input (dB, Y)", title="validation")
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
@@ -266,6 +270,7 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
     # the model all-reduces their statistics instead, so all ranks move them alike.
     live = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
     validation = data.validation_pairs() if rank == 0 else []
+    validation_sources = data.validation_sources()
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
     loss_of = loss_fn(settings)
@@ -304,8 +309,11 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
             progress.set_postfix(loss=f"{np.mean(window):.4f}", patch=schedule.patch_at(step))
             window = []
         if rank == 0 and validation and (done % settings.val_every == 0 or done == schedule.steps):
-            scores = evaluate(ema.model, validation, progress=False)
-            log["val"].append({"step": done, **scores})
+            rows, _ = score_pairs(ema.model, validation, progress=False)
+            scores = mean_scores(rows)
+            sources = {source: mean_scores([row for row, s in zip(rows, validation_sources) if s == source])
+                       for source in dict.fromkeys(validation_sources)}
+            log["val"].append({"step": done, **scores, "sources": sources})
             if log["best"] is None or scores["psnr"] > log["best"]["psnr"]:
                 log["best"] = {"step": done, **scores}
                 _save_best(run_dir / "best.pt", ema.model, settings, log)
