@@ -181,7 +181,9 @@ def test_validation_keeps_the_best_ema_checkpoint_and_plots_curves(tmp_path):
     assert json.loads((tmp_path / "run" / "log.json").read_text())["best"] == log["best"]
     _, meta = load_checkpoint(tmp_path / "run" / "best.pt")
     assert meta["best"]["step"] == log["best"]["step"]
-    final, _ = load_checkpoint(tmp_path / "run" / "final.pt")
+    assert meta["validation"] == log["best"]
+    final, final_meta = load_checkpoint(tmp_path / "run" / "final.pt")
+    assert final_meta["validation"] == log["val"][-1]  # the scores of these weights, not of best.pt's
     ema = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["ema"]
     assert all(torch.equal(final.state_dict()[k], ema[k]) for k in ema)  # the EMA at the last step
 

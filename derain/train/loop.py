@@ -316,7 +316,7 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
             log["val"].append({"step": done, **scores, "sources": sources})
             if log["best"] is None or scores["psnr"] > log["best"]["psnr"]:
                 log["best"] = {"step": done, **scores}
-                _save_best(run_dir / "best.pt", ema.model, settings, log)
+                _save_best(run_dir / "best.pt", ema.model, settings, log, log["best"])
         if rank == 0 and (done % settings.save_every == 0 or done == end):
             _save_state(last, model, ema, optimizer, done, schedule, settings, log)
             _write_log(run_dir, log)
@@ -325,9 +325,10 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
     if rank == 0 and end == schedule.steps:
         # The EMA at the end of the schedule: what to ship when validation cannot be trusted to pick
         # (a fine-tune from a checkpoint that has seen the validation scenes favours its first steps).
-        _save_best(run_dir / "final.pt", ema.model, settings, log)
+        final_scores = log["val"][-1] if log["val"] and log["val"][-1]["step"] == end else None
+        _save_best(run_dir / "final.pt", ema.model, settings, log, final_scores)
         if not validation:
-            _save_best(run_dir / "best.pt", ema.model, settings, log)
+            _save_best(run_dir / "best.pt", ema.model, settings, log, None)
     if world > 1:
         dist.barrier()
     return log
@@ -347,8 +348,10 @@ def _load_weights(model: DerainNet, path: Path) -> None:
         raise DerainError(f"{path}: weights do not fit the {model.config.name} network")
 
 
-def _save_best(path: Path, model: DerainNet, settings: TrainSettings, log: dict) -> None:
-    meta = {"training": settings.to_dict(), "schedule": log["schedule"], "best": log["best"]}
+def _save_best(path: Path, model: DerainNet, settings: TrainSettings, log: dict, validation: dict | None) -> None:
+    """A derain checkpoint; meta `validation` scores these weights, `best` the run's best step (not the
+    same weights in final.pt)."""
+    meta = {"training": settings.to_dict(), "schedule": log["schedule"], "best": log["best"], "validation": validation}
     save_checkpoint(model, path, meta)
 
 
