@@ -14,7 +14,7 @@ def test_bundled_checkpoint_is_the_realtime_model_with_its_training_record():
     model, meta = load_checkpoint()
     assert bundled_checkpoint_path().stat().st_size < 10_000_000
     assert model.config.name == "realtime"
-    assert meta["training"]["model"] == "realtime" and meta["best"]["psnr"] > meta["best"]["input_psnr"]
+    assert meta["training"]["model"] == "realtime" and meta["validation"]["psnr"] > meta["validation"]["input_psnr"]
     assert not any("test" in folder for folder in meta["training"]["data"]["pairs"])  # never a test split
 
 
