@@ -325,8 +325,8 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
     if rank == 0 and end == schedule.steps:
         # The EMA at the end of the schedule: what to ship when validation cannot be trusted to pick
         # (a fine-tune from a checkpoint that has seen the validation scenes favours its first steps).
-        final_scores = log["val"][-1] if log["val"] and log["val"][-1]["step"] == end else None
-        _save_best(run_dir / "final.pt", ema.model, settings, log, final_scores)
+        # With validation, the loop scored these weights at the last step.
+        _save_best(run_dir / "final.pt", ema.model, settings, log, log["val"][-1] if validation else None)
         if not validation:
             _save_best(run_dir / "best.pt", ema.model, settings, log, None)
     if world > 1:
