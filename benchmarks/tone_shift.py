@@ -3,7 +3,7 @@
 Real rain has no ground truth, but a deraining network should remove streaks (detail) and leave
 the light of the scene (tone) alone; the stage-2 checkpoint lost 1.18 dB to the input on GT-RAIN
 because it did not. For every fifth photo of ../shared/data/real/SIRR-real147 (scaled to 480 px),
-the change of Y (output - input, 0-255) is split by a Gaussian blur (sigma 24 px, as --align-tone)
+the change of Y (output - input, the papers' Y of data/metrics.py) is split by a Gaussian blur (sigma 24 px, as --align-tone)
 into its low frequencies (tone) and the rest (detail), and the mean absolute value of each is
 reported.
 
@@ -24,10 +24,10 @@ from tqdm import tqdm
 
 from derain.atomic import atomic_path
 from derain.data.datasets import TONE_SIGMA, read_rgb8
+from derain.data.metrics import rgb_to_y
 from derain.model import bundled_checkpoint_path, load_checkpoint
 from derain.train.evaluate import derain_pair_input
 
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 SIDE = 480
 
 
@@ -36,11 +36,11 @@ def photos(data: Path) -> list[Path]:
 
 
 def tone_and_detail(model: torch.nn.Module, path: Path) -> tuple[float, float]:
-    """Mean |low-frequency| and |high-frequency| change of Y, in levels of 255."""
+    """Mean |low-frequency| and |high-frequency| change of Y (levels of its 16-235 scale)."""
     rgb = read_rgb8(path)
     scale = SIDE / max(rgb.shape[:2])
     rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    change = (np.clip(derain_pair_input(model, rgb), 0, 1) - rgb) @ LUMA * 255.0
+    change = rgb_to_y(derain_pair_input(model, rgb)) - rgb_to_y(rgb)
     tone = cv2.GaussianBlur(change, (0, 0), TONE_SIGMA)
     return float(np.abs(tone).mean()), float(np.abs(change - tone).mean())
 
@@ -62,7 +62,7 @@ def main() -> None:
         print(checkpoint, results[str(checkpoint)])
     report = {"command": "python benchmarks/tone_shift.py " + " ".join(map(str, args.checkpoints)),
               "photos": f"{len(paths)} of real/SIRR-real147 (every fifth), {SIDE} px",
-              "unit": "mean |change of Y| in levels of 255; tone = Gaussian sigma 24 px, detail = the rest",
+              "unit": f"mean |change of Y| (16-235); tone = Gaussian sigma {TONE_SIGMA:g} px, detail = the rest",
               "checkpoints": results}
     with atomic_path(args.output) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
