@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import cv2
@@ -25,6 +26,7 @@ from tqdm import tqdm
 from derain.atomic import atomic_path
 from derain.data.datasets import TONE_SIGMA, read_rgb8
 from derain.data.metrics import rgb_to_y
+from derain.errors import DerainError
 from derain.model import bundled_checkpoint_path, load_checkpoint
 from derain.train.evaluate import derain_pair_input
 
@@ -32,7 +34,11 @@ SIDE = 480
 
 
 def photos(data: Path) -> list[Path]:
-    return sorted((data / "real" / "SIRR-real147").glob("*.*"))[::5]
+    folder = data / "real" / "SIRR-real147"
+    found = sorted(folder.glob("*.*"))[::5]
+    if not found:
+        raise DerainError(f"{folder}: no real rain photos (give --data, the folder with real/)")
+    return found
 
 
 def tone_and_detail(model: torch.nn.Module, path: Path) -> tuple[float, float]:
@@ -69,4 +75,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DerainError as error:  # a bad checkpoint or data folder: one line, exit 1
+        sys.exit(f"tone_shift: {error}")
