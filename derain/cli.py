@@ -74,8 +74,11 @@ def _train(args: argparse.Namespace) -> None:
     mix = tuple(float(w) for w in args.mix.split(","))
     if len(mix) not in (3, 4) or min(mix) < 0:
         raise DerainError(f"--mix {args.mix!r}: three or four non-negative weights (pairs,synthetic,transplant[,rainless])")
+    if args.haze is not None and not 0 <= args.haze < 1:
+        raise DerainError(f"--haze {args.haze}: a veil from 0 (none) up to, not including, 1")
+    veil = {} if args.haze is None else {"haze": args.haze}
     spec = DataSpec(pairs=tuple(args.pairs), clean=tuple(args.clean), rain_layers=tuple(args.rain_layers), mix=mix,
-                    val_fraction=args.val_fraction, align_tone=tuple(args.align_tone))
+                    val_fraction=args.val_fraction, align_tone=tuple(args.align_tone), **veil)
     settings = TrainSettings(model=args.model, init=str(args.init) if args.init else None, data=spec,
                              steps=args.steps, time_budget=args.time_budget,
                              batch=args.batch, patches=parse_patches(args.patches), lr=args.lr, loss=args.loss,
@@ -341,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--align-tone", nargs="*", default=[], metavar="PAIRS",
                        help="paired folders whose clean frame is another moment of the scene (GT-RAIN): "
                             "targets keep the rainy frame's illumination")
+    train.add_argument("--haze", type=float, metavar="VEIL",
+                       help="largest veil of rain fog in synthetic camera rain, 0-1 (default 0.05, a trace; "
+                            "GT-RAIN's train pairs reach 0.66)")
     train.add_argument("--val-fraction", type=float, default=0.1, help="of the pairs, held out for validation")
     train.add_argument("--steps", type=int, default=2000, help="ignored with --time-budget")
     train.add_argument("--time-budget", type=_duration, help="e.g. 110m: the step count is set to fill it")

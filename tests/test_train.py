@@ -131,6 +131,18 @@ def test_tone_alignment_moves_light_not_detail():
     assert (rainy - aligned)[::8].mean() > 60  # the streaks themselves stay out of the target
 
 
+def test_haze_sets_the_veil_of_synthetic_camera_rain():
+    from derain.data.synthetic import add_rain, sample_photo
+
+    clean = sample_photo("astronaut")[:128, :128]
+    contrast = {haze: np.mean([add_rain(clean, np.random.default_rng(seed), "real", haze=haze).std()
+                               for seed in range(8)]) for haze in (0.0, 0.6)}
+    assert contrast[0.6] < 0.85 * contrast[0.0]  # fog lowers the contrast; a trace does not
+    foggy, default = (TrainingData(DataSpec(clean=("skimage",), mix=(0, 1, 0, 0), **veil), 16, lambda step: 32)
+                      for veil in ({"haze": 0.6}, {}))
+    assert not torch.equal(foggy[0][0], default[0][0]) and torch.equal(foggy[0][1], default[0][1])  # the run's veil
+
+
 def test_rainless_samples_are_their_own_target(tmp_path):
     data = TrainingData(DataSpec(clean=("skimage",), mix=(0, 0, 0, 1)), 3, lambda step: 32)
     rainy, clean = data[0]
@@ -230,6 +242,8 @@ def test_train_command_writes_a_run_and_refuses_zero_steps(tmp_path):
     assert loaded.config == get_config("tiny")
     result = run_derain("train", "--steps", "0", "-o", tmp_path / "zero")
     assert result.returncode == 1 and "--steps 0" in result.stderr and not (tmp_path / "zero").exists()
+    result = run_derain("train", "--haze", "1.5", "-o", tmp_path / "fog")
+    assert result.returncode == 1 and "--haze 1.5" in result.stderr and not (tmp_path / "fog").exists()
 
 
 def test_eval_command_prints_and_records_scores(tmp_path, tiny_checkpoint):

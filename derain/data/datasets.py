@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from ..errors import DerainError
 from .io import is_image, pad_to, read_image
 from .pairs import Pair, pair_paths
-from .synthetic import TRAIN_PHOTOS, add_rain, rain_of_pair, sample_photo, transplant_rain
+from .synthetic import REAL_HAZE, TRAIN_PHOTOS, add_rain, rain_of_pair, sample_photo, transplant_rain
 
 SOURCES = ("pairs", "synthetic", "transplant", "rainless")
 SKIMAGE = "skimage"  # --clean value: scikit-image's sample photographs (no ../shared/data needed)
@@ -140,6 +140,7 @@ class DataSpec:
     mix: tuple[float, ...] = (1.0, 1.0, 1.0, 0.0)  # weights of pairs, synthetic, transplant, rainless
     val_fraction: float = 0.1
     align_tone: tuple[str, ...] = ()  # paired folders whose clean targets take the rainy frame's tone
+    haze: float = REAL_HAZE  # the camera-rain style's largest veil of rain fog
 
 
 class TrainingData(Dataset):
@@ -148,6 +149,7 @@ class TrainingData(Dataset):
     def __init__(self, spec: DataSpec, batch: int, patch_at: Callable[[int], int], seed: int = 0,
                  rank: int = 0, length: int = 0) -> None:
         self.batch, self.patch_at, self.seed, self.rank, self.length = batch, patch_at, seed, rank, length
+        self.haze = spec.haze
         self.pairs, self.val_pairs = split_pairs(spec.pairs, spec.val_fraction)
         self.rain_pairs = [p for folder in spec.rain_layers for p in pair_paths(folder) if p not in self.val_pairs]
         clean = ([SKIMAGE] if not spec.clean else spec.clean)
@@ -176,7 +178,7 @@ class TrainingData(Dataset):
             return rainy, clean
         (clean,) = random_crop([self.clean_images[int(rng.integers(len(self.clean)))]], patch, rng)
         if source == "synthetic":
-            return add_rain(clean, rng), clean
+            return add_rain(clean, rng, haze=self.haze), clean
         if source == "rainless":
             return clean, clean
         i = int(rng.integers(len(self.rain_pairs)))
@@ -203,4 +205,4 @@ class TrainingData(Dataset):
             return [(read_image(r).rgb, read_image(c).rgb) for r, c in self.val_pairs]
         rng = np.random.default_rng(self.seed)
         cleans = [LazyImages([e])[0].astype(np.float32) / 255.0 for e in self.val_clean]
-        return [(add_rain(c, rng), c) for c in cleans]
+        return [(add_rain(c, rng, haze=self.haze), c) for c in cleans]

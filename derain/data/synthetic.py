@@ -5,8 +5,9 @@ benchmarks/synthetic_grid.py, with the `train` pairs beside them):
 - "light" (Rain100L-like): one layer of sparse, thin, long streaks at one angle;
 - "heavy" (Rain100H/Rain200H-like): two or three denser layers of wider, brighter streaks at
   nearby angles, and a veil of haze;
-- "real" (GT-RAIN-like camera rain): many short, faint, blurred streaks and at most a trace of
-  haze (more taught the network to lift the contrast of real scenes, which costs PSNR on GT-RAIN).
+- "real" (GT-RAIN-like camera rain): many short, faint, blurred streaks and a veil of rain fog of
+  up to `haze` (default a trace: 0.05). GT-RAIN's train pairs fit rainy = t * clean + (1 - t) * A
+  with t from 0.34 to 0.92; `--haze` sets how much of that fog the network is taught to lift.
 Streaks are sparse seeds smeared along a line (motion blur), blurred, and added over the image
 (Rain100/Rain200 add their streaks; clipping then saturates them as a camera does).
 Every number reported on these pairs must say they are synthetic.
@@ -19,6 +20,7 @@ import numpy as np
 
 STYLES = ("light", "heavy", "real")
 STYLE_WEIGHTS = (0.4, 0.35, 0.25)
+REAL_HAZE = 0.05  # the camera-rain style's largest veil unless a run sets its own (--haze)
 
 # Clean photographs shipped inside the scikit-image wheel (no download), for tests and the
 # `synthetic` evaluation when ../shared/data is absent. The test split is never trained on.
@@ -52,8 +54,10 @@ def _streaks(height: int, width: int, rng: np.random.Generator, density: float, 
     return np.clip(cv2.GaussianBlur(streaks, (0, 0), blur), 0.0, 1.0)
 
 
-def rain_layer(height: int, width: int, rng: np.random.Generator, style: str = "light") -> tuple[np.ndarray, float]:
-    """(H, W) streak layer scaled to its intensity, and a haze amount in [0, 1)."""
+def rain_layer(height: int, width: int, rng: np.random.Generator, style: str = "light",
+               haze: float = REAL_HAZE) -> tuple[np.ndarray, float]:
+    """(H, W) streak layer scaled to its intensity, and a haze amount in [0, 1) (`haze`: the
+    camera-rain style's largest)."""
     angle = rng.uniform(-30, 30)
     if style == "light":
         layer = _streaks(height, width, rng, rng.uniform(0.001, 0.006), int(rng.integers(15, 41)), angle, 1,
@@ -69,15 +73,16 @@ def rain_layer(height: int, width: int, rng: np.random.Generator, style: str = "
     if style == "real":
         layer = _streaks(height, width, rng, rng.uniform(0.01, 0.04), int(rng.integers(5, 15)), angle, 1,
                          rng.uniform(0.7, 1.5)) * rng.uniform(0.15, 0.45)
-        return layer, rng.uniform(0.0, 0.05)
+        return layer, rng.uniform(0.0, haze)
     raise ValueError(f"unknown rain style {style!r} (choose from {', '.join(STYLES)})")
 
 
-def add_rain(clean: np.ndarray, rng: np.random.Generator, style: str | None = None) -> np.ndarray:
+def add_rain(clean: np.ndarray, rng: np.random.Generator, style: str | None = None,
+             haze: float = REAL_HAZE) -> np.ndarray:
     """float RGB in [0, 1] -> the same scene with rain: haze veil, then streaks added, clipped."""
     style = style or str(rng.choice(STYLES, p=STYLE_WEIGHTS))
-    layer, haze = rain_layer(*clean.shape[:2], rng, style)
-    veiled = clean * (1.0 - haze) + haze * rng.uniform(0.7, 0.95)
+    layer, veil = rain_layer(*clean.shape[:2], rng, style, haze)
+    veiled = clean * (1.0 - veil) + veil * rng.uniform(0.7, 0.95)
     return np.clip(veiled + layer[:, :, None], 0.0, 1.0).astype(np.float32)
 
 
