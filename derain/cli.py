@@ -78,7 +78,8 @@ def _train(args: argparse.Namespace) -> None:
         raise DerainError(f"--haze {args.haze}: a veil from 0 (none) up to, not including, 1")
     veil = {} if args.haze is None else {"haze": args.haze}
     spec = DataSpec(pairs=tuple(args.pairs), clean=tuple(args.clean), rain_layers=tuple(args.rain_layers), mix=mix,
-                    val_fraction=args.val_fraction, align_tone=tuple(args.align_tone), **veil)
+                    val_fraction=args.val_fraction, align_tone=tuple(args.align_tone),
+                    streak_targets=tuple(args.streak_targets), **veil)
     settings = TrainSettings(model=args.model, init=str(args.init) if args.init else None, data=spec,
                              steps=args.steps, time_budget=args.time_budget,
                              batch=args.batch, patches=parse_patches(args.patches), lr=args.lr, loss=args.loss,
@@ -344,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--align-tone", nargs="*", default=[], metavar="PAIRS",
                        help="paired folders whose clean frame is another moment of the scene (GT-RAIN): "
                             "targets keep the rainy frame's illumination")
+    train.add_argument("--streak-targets", nargs="*", default=[], metavar="PAIRS",
+                       help="paired folders of real rain (GT-RAIN) whose targets repair only the rain streaks "
+                            "and keep the rest of the rainy frame (its fog, sharpness and light)")
     train.add_argument("--haze", type=float, metavar="VEIL",
                        help="largest veil of rain fog in synthetic camera rain, 0-1 (default 0.05, a trace; "
                             "GT-RAIN's train pairs reach 0.66)")

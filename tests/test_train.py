@@ -9,7 +9,7 @@ import torch
 import torch.multiprocessing as mp
 
 from conftest import run_derain
-from derain.data.datasets import DataSpec, TrainingData, scene_of, split_pairs, tone_aligned
+from derain.data.datasets import DataSpec, TrainingData, scene_of, split_pairs, streak_target, tone_aligned
 from derain.data.pairs import clean_name_candidates, load_pairs, pair_paths
 from derain.data.metrics import psnr_y, ssim_y
 from derain.model import build_model, get_config, load_checkpoint
@@ -129,6 +129,20 @@ def test_tone_alignment_moves_light_not_detail():
     assert abs((aligned - clean).mean() - (rainy - clean).mean()) < 2  # the rainy frame's light
     assert np.corrcoef((aligned - clean)[16:-16, 16:-16].ravel(), detail[16:-16, 16:-16].ravel())[0, 1] < 0.05
     assert (rainy - aligned)[::8].mean() > 60  # the streaks themselves stay out of the target
+
+
+def test_streak_targets_repair_the_streaks_and_keep_the_fog():
+    rng = np.random.default_rng(0)
+    clean = cv2.GaussianBlur(rng.uniform(40, 200, (96, 96, 3)).astype(np.float32), (0, 0), 3)
+    rainy = clean * 0.6 + 70  # rain fog: less contrast, brighter
+    streaks = np.zeros((96, 96), bool)
+    streaks[10:80, 20::16] = True  # thin vertical streaks
+    rainy[streaks] += 90
+    rainy8, clean8 = np.clip(rainy, 0, 255).astype(np.uint8), np.clip(clean, 0, 255).astype(np.uint8)
+    target = streak_target(rainy8, clean8).astype(np.float32)
+    away = ~cv2.dilate(streaks.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert np.array_equal(target[away], rainy8[away].astype(np.float32))  # the fog is kept
+    assert (rainy8[streaks] - target[streaks]).mean() > 60  # the streaks are gone
 
 
 def test_haze_sets_the_veil_of_synthetic_camera_rain():

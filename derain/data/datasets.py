@@ -71,6 +71,23 @@ def tone_aligned(rainy: np.ndarray, clean: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(clean32 + shift), 0, 255).astype(np.uint8)
 
 
+STREAK_BRIGHTER = 5  # levels of uint8: a streak pixel is brighter than the clean frame in every channel
+
+
+def streak_target(rainy: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """The rainy frame with only its streaks repaired (from the tone-aligned clean frame): for real
+    pairs whose clean frame also differs in fog, sharpness and light. Streaks are where the
+    network's own rain mask fires and the rainy frame is brighter than the clean one."""
+    from ..model.mask import RainMask
+
+    aligned = tone_aligned(rainy, clean)
+    with torch.no_grad():
+        mask = RainMask()(torch.from_numpy(rainy.transpose(2, 0, 1) / 255.0).float()[None])[0, 0].numpy()
+    brighter = (rainy.astype(np.int16) - aligned).min(axis=2) > STREAK_BRIGHTER
+    weight = (mask * brighter)[:, :, None]
+    return np.clip(np.rint(rainy + weight * (aligned.astype(np.float32) - rainy)), 0, 255).astype(np.uint8)
+
+
 def read_rgb8(path: Path) -> np.ndarray:
     """uint8 RGB (H, W, 3); gray and RGBA files become RGB."""
     pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -95,7 +112,7 @@ def clean_paths(folders: Sequence[str | Path]) -> list[Path]:
 
 class LazyImages:
     """Decode on first use, keep uint8. Entries are paths, scikit-image sample names, or
-    (rainy path, clean path) for a clean frame tone-aligned to its rainy one."""
+    (rainy path, clean path, target) for a target made from both (tone_aligned, streak_target)."""
 
     def __init__(self, entries: Sequence[Path | str]) -> None:
         self.entries, self.cache = list(entries), {}
@@ -107,7 +124,8 @@ class LazyImages:
         if index not in self.cache:
             entry = self.entries[index]
             if isinstance(entry, tuple):
-                self.cache[index] = tone_aligned(read_rgb8(entry[0]), read_rgb8(entry[1]))
+                rainy, clean, target = entry
+                self.cache[index] = target(read_rgb8(rainy), read_rgb8(clean))
             elif isinstance(entry, Path):
                 self.cache[index] = read_rgb8(entry)
             else:
@@ -141,6 +159,7 @@ class DataSpec:
     val_fraction: float = 0.1
     align_tone: tuple[str, ...] = ()  # paired folders whose clean targets take the rainy frame's tone
     haze: float = REAL_HAZE  # the camera-rain style's largest veil of rain fog
+    streak_targets: tuple[str, ...] = ()  # paired folders whose targets repair only the streaks
 
 
 class TrainingData(Dataset):
@@ -162,8 +181,10 @@ class TrainingData(Dataset):
         if weights.sum() <= 0:
             raise DerainError("no training data: give paired folders, clean photographs, or both")
         self.weights = weights / weights.sum()
-        aligned = {p for folder in spec.align_tone for p in pair_paths(folder)}
-        self.pair_images = LazyImages([e for pair in self.pairs for e in (pair[0], pair if pair in aligned else pair[1])])
+        made = {p: tone_aligned for folder in spec.align_tone for p in pair_paths(folder)}
+        made |= {p: streak_target for folder in spec.streak_targets for p in pair_paths(folder)}
+        self.pair_images = LazyImages([e for pair in self.pairs
+                                       for e in (pair[0], (*pair, made[pair]) if pair in made else pair[1])])
         self.layer_images = LazyImages([p for pair in self.rain_pairs for p in pair])
         self.clean_images = LazyImages(self.clean)
 
