@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "and keep the rest of the rainy frame (its fog, sharpness and light)")
     train.add_argument("--haze", type=float, metavar="VEIL",
                        help="largest veil of rain fog in synthetic camera rain, 0-1 (default 0.05, a trace; "
-                            "GT-RAIN's train pairs reach 0.66)")
+                            "a global fit to GT-RAIN's train pairs reaches 0.66)")
     train.add_argument("--val-fraction", type=float, default=0.1, help="of the pairs, held out for validation")
     train.add_argument("--steps", type=int, default=2000, help="ignored with --time-budget")
     train.add_argument("--time-budget", type=_duration, help="e.g. 110m: the step count is set to fill it")

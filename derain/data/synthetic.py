@@ -6,8 +6,9 @@ benchmarks/synthetic_grid.py, with the `train` pairs beside them):
 - "heavy" (Rain100H/Rain200H-like): two or three denser layers of wider, brighter streaks at
   nearby angles, and a veil of haze;
 - "real" (GT-RAIN-like camera rain): many short, faint, blurred streaks and a veil of rain fog of
-  up to `haze` (default a trace: 0.05). GT-RAIN's train pairs fit rainy = t * clean + (1 - t) * A
-  with t from 0.34 to 0.92; `--haze` sets how much of that fog the network is taught to lift.
+  up to `haze` (default a trace: 0.05). A global fit rainy = t * clean + (1 - t) * A to GT-RAIN's
+  train pairs gives t from 0.34 to 0.92 (a veil up to 0.66), but taught from synthetic fog up to
+  0.9 the network did not lift the fog of an unseen real scene (see the model card).
 Streaks are sparse seeds smeared along a line (motion blur), blurred, and added over the image
 (Rain100/Rain200 add their streaks; clipping then saturates them as a camera does).
 Every number reported on these pairs must say they are synthetic.
