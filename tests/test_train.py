@@ -9,7 +9,8 @@ import torch
 import torch.multiprocessing as mp
 
 from conftest import run_derain
-from derain.data.datasets import DataSpec, TrainingData, scene_of, split_pairs, streak_target, tone_aligned
+from derain.data.datasets import (DataSpec, TrainingData, read_rgb8, scene_of, split_pairs, streak_target,
+                                  tone_aligned)
 from derain.data.pairs import clean_name_candidates, load_pairs, pair_paths
 from derain.data.metrics import psnr_y, ssim_y
 from derain.model import build_model, get_config, load_checkpoint
@@ -143,6 +144,18 @@ def test_streak_targets_repair_the_streaks_and_keep_the_fog():
     away = ~cv2.dilate(streaks.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     assert np.array_equal(target[away], rainy8[away].astype(np.float32))  # the fog is kept
     assert (rainy8[streaks] - target[streaks]).mean() > 60  # the streaks are gone
+
+
+def test_each_paired_folder_gets_the_targets_it_asks_for(tmp_path):
+    folder = _paired_folder(tmp_path / "pairs")
+    rainy_path, clean_path = pair_paths(folder)[0]
+    rainy, clean = read_rgb8(rainy_path), read_rgb8(clean_path)
+    aligned, streaks = tone_aligned(rainy, clean), streak_target(rainy, clean)
+    assert not np.array_equal(aligned, clean) and not np.array_equal(streaks, aligned)  # three targets
+    for option, made in (({}, clean), ({"align_tone": (str(folder),)}, aligned),
+                         ({"streak_targets": (str(folder),)}, streaks)):
+        data = TrainingData(DataSpec(pairs=(str(folder),), mix=(1, 0, 0), val_fraction=0, **option), 1, lambda s: 32)
+        assert np.array_equal(data.pair_images[1], made), option
 
 
 def test_haze_sets_the_veil_of_synthetic_camera_rain():
