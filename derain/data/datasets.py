@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DerainError
+from ..model.mask import RainMask
 from .io import is_image, pad_to, read_image
 from .pairs import Pair, pair_paths
 from .synthetic import REAL_HAZE, TRAIN_PHOTOS, add_rain, rain_of_pair, sample_photo, transplant_rain
@@ -78,8 +79,6 @@ def streak_target(rainy: np.ndarray, clean: np.ndarray) -> np.ndarray:
     """The rainy frame with only its streaks repaired (from the tone-aligned clean frame): for real
     pairs whose clean frame also differs in fog, sharpness and light. Streaks are where the
     network's own rain mask fires and the rainy frame is brighter than the clean one."""
-    from ..model.mask import RainMask
-
     aligned = tone_aligned(rainy, clean)
     with torch.no_grad():
         mask = RainMask()(torch.from_numpy(rainy.transpose(2, 0, 1) / 255.0).float()[None])[0, 0].numpy()
