@@ -156,6 +156,10 @@ def test_each_paired_folder_gets_the_targets_it_asks_for(tmp_path):
                          ({"streak_targets": (str(folder),)}, streaks)):
         data = TrainingData(DataSpec(pairs=(str(folder),), mix=(1, 0, 0), val_fraction=0, **option), 1, lambda s: 32)
         assert np.array_equal(data.pair_images[1], made), option
+    result = run_derain("train", "--pairs", folder, "--align-tone", folder, "--streak-targets", folder,
+                        "--steps", "1", "-o", tmp_path / "both")
+    assert result.returncode == 1 and result.stderr.strip().count("\n") == 0 and "both --align-tone" in result.stderr
+    assert not (tmp_path / "both").exists()
 
 
 def test_haze_sets_the_veil_of_synthetic_camera_rain():

@@ -180,6 +180,9 @@ class TrainingData(Dataset):
         if weights.sum() <= 0:
             raise DerainError("no training data: give paired folders, clean photographs, or both")
         self.weights = weights / weights.sum()
+        both = set(spec.align_tone) & set(spec.streak_targets)
+        if both:
+            raise DerainError(f"{sorted(both)[0]}: given to both --align-tone and --streak-targets (one target per pair)")
         made = {p: tone_aligned for folder in spec.align_tone for p in pair_paths(folder)}
         made |= {p: streak_target for folder in spec.streak_targets for p in pair_paths(folder)}
         self.pair_images = LazyImages([e for pair in self.pairs
