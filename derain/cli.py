@@ -85,7 +85,7 @@ def _train(args: argparse.Namespace) -> None:
                              batch=args.batch, patches=parse_patches(args.patches), lr=args.lr, loss=args.loss,
                              fft_weight=args.fft_weight, val_every=args.val_every, save_every=args.save_every,
                              seed=args.seed, device=args.device, workers=args.workers, bf16=args.bf16,
-                             channels_last=args.channels_last)
+                             channels_last=args.channels_last, threads=args.threads)
     log = train(settings, args.output, resume=args.resume)
     print(json.dumps({"run": str(args.output), "best": log["best"]}, indent=2))
 

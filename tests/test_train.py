@@ -108,6 +108,7 @@ def test_validation_holds_out_whole_scenes(tmp_path):
     assert scene_of("Deadwood_0-0-Webcam-R-003.png") == "Deadwood_0-0" == scene_of("Deadwood_0-0-Webcam-R-250.png")
     assert scene_of("unnamed02-rain-005.png") == "unnamed02" and scene_of("3_11.jpg") == "3"
     assert scene_of("rain-12.png") == "rain-12" and scene_of("norain-1x2.png") == "norain-1x2"
+    assert scene_of("light_3.png") == scene_of("heavy_3.png") == "background-3" != scene_of("heavy_4.png")
     image = np.zeros((8, 8, 3), np.uint8)
     frames = [f"{scene}-Webcam-R-{k:03d}.png" for scene in "ABC" for k in range(3)]
     for folder in ("rain", "norain"):
@@ -199,10 +200,20 @@ def _tiny_settings(**kwargs) -> TrainSettings:
 
 
 def test_resume_continues_a_run_exactly(tmp_path):
-    whole = train(_tiny_settings(), tmp_path / "whole")
-    train(_tiny_settings(), tmp_path / "halves", stop_after=3)
+    threads = torch.get_num_threads()
+    whole = train(_tiny_settings(threads=1), tmp_path / "whole")  # one thread: the same float sums in both
+    torch.set_num_threads(2)
+    train(_tiny_settings(threads=1), tmp_path / "halves", stop_after=3)
+    torch.set_num_threads(2)
     assert torch.load(tmp_path / "halves" / "last.pt", weights_only=True)["step"] == 3
-    halves = train(_tiny_settings(), tmp_path / "halves", resume=True)
+    try:
+        halves = train(_tiny_settings(threads=None), tmp_path / "halves", resume=True)
+        assert torch.get_num_threads() == 1  # the run's own thread count, not this process's
+    finally:
+        torch.set_num_threads(threads)
+    segments = halves["segments"]
+    assert [(s["first_step"], s["last_step"], s["threads"]) for s in segments] == [(0, 3, 1), (3, 6, 1)]
+    assert all(s["wall_s"] > 0 and s["cpu_s"] > 0 for s in segments)
     a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "halves" / "last.pt", weights_only=True)
     for key in ("model", "ema"):

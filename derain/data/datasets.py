@@ -40,8 +40,13 @@ TONE_SIGMA = 24.0  # pixels: what --align-tone counts as illumination rather tha
 
 def scene_of(path: str | Path) -> str:
     """The scene a rainy file shows: GT-RAIN's `<Scene>-Webcam-R-<k>` and `<scene>-rain-<k>` frames
-    and DDN's `<N>_<k>` versions share one; any other name is a scene of its own."""
-    return re.sub(r"(-Webcam-R|-rain)-\d+$|_\d+$", "", Path(path).stem)
+    and DDN's `<N>_<k>` versions share one, and so do DID-MDN's `<density>_<background>` files of
+    one background; any other name is a scene of its own."""
+    stem = Path(path).stem
+    density = re.fullmatch(r"(light|medium|heavy)_(\d+)", stem)
+    if density:
+        return f"background-{density.group(2)}"
+    return re.sub(r"(-Webcam-R|-rain)-\d+$|_\d+$", "", stem)
 
 
 def split_off(items: Sequence, fraction: float, group: Callable = lambda x: x) -> tuple[list, list]:

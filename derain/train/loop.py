@@ -69,6 +69,7 @@ class TrainSettings:
     workers: int = 0
     bf16: bool = False  # CPU/GPU autocast: opt-in, slow where the CPU has no native bf16
     channels_last: bool = True  # faster at no PSNR cost (benchmarks/train_precision.py)
+    threads: int | None = None  # torch CPU threads; kept in the run so that --resume keeps them
 
     def peak_lr(self) -> float:
         return self.lr or PEAK_LR.get(self.model, DEFAULT_PEAK_LR)
@@ -148,19 +149,27 @@ def plan(settings: TrainSettings, step_seconds: dict[int, float] | None = None) 
 
 
 def time_steps(model: DerainNet, settings: TrainSettings, data: TrainingData, device: str) -> dict[int, float]:
-    """Seconds per training step at each patch size, timed on a throwaway copy (median of 3, one warm-up)."""
+    """Seconds per training step at each patch size, timed on a throwaway copy (median of 3, one warm-up).
+
+    On a CPU a step's cost is its CPU time per thread, not its wall time: a probe that shares the
+    cores with other jobs waits for them, and would shrink the whole schedule for a load that may
+    pass (the budget is the run's unloaded time)."""
     probe = copy.deepcopy(model).train()
     optimizer = torch.optim.AdamW(probe.parameters(), lr=0.0)
+    threads = torch.get_num_threads()
     seconds = {}
     for patch, _ in settings.patches:
         rainy, clean = (x.to(device) for x in data.make_batch(np.random.default_rng(0), patch))
         times = []
         for _ in range(4):
-            started = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             optimizer.zero_grad()
-            torch.nn.functional.l1_loss(probe(rainy), clean).backward()
+            with torch.autocast(rainy.device.type, dtype=torch.bfloat16, enabled=settings.bf16):
+                loss = torch.nn.functional.l1_loss(probe(rainy).float(), clean)
+            loss.backward()
             optimizer.step()
-            times.append(time.perf_counter() - started)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            times.append(min(wall, cpu / threads) if device == "cpu" else wall)
         seconds[patch] = float(np.median(times[1:])) * 1.1  # + data, logging and validation
     return seconds
 
@@ -242,8 +251,12 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
         if not last.is_file():
             raise DerainError(f"{last}: nothing to resume (no such file)")
         state = torch.load(last, map_location=device, weights_only=True)
-        settings = replace(TrainSettings.from_dict(state["settings"]), workers=settings.workers, device=settings.device)
+        stored = TrainSettings.from_dict(state["settings"])
+        settings = replace(stored, workers=settings.workers, device=settings.device,
+                           threads=settings.threads or stored.threads)
         config = ModelConfig.from_dict(state["config"])
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)  # the same initial weights and centroids on every rank
     model = build_model(config or settings.model).to(device)
     if settings.init and state is None:
@@ -283,6 +296,11 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
     window: list[float] = []
     progress = tqdm(total=end - start, desc=f"train {schedule.steps} steps", unit="step", disable=rank != 0)
     started = time.perf_counter()
+    # One row per process lifetime (a session, a resume): how long it ran, on how many threads.
+    segment = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "first_step": start, "last_step": start,
+               "wall_s": 0.0, "cpu_s": 0.0, "threads": torch.get_num_threads(), "host": os.uname().nodename}
+    log.setdefault("segments", []).append(segment)
+    cpu_started = time.process_time()
     step = start
     for step, (rainy, clean) in enumerate(loader, start=start):
         if step >= end:
@@ -318,6 +336,8 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
                 log["best"] = {"step": done, **scores}
                 _save_best(run_dir / "best.pt", ema.model, settings, log, log["best"])
         if rank == 0 and (done % settings.save_every == 0 or done == end):
+            segment.update(last_step=done, wall_s=round(time.perf_counter() - started, 1),
+                           cpu_s=round(time.process_time() - cpu_started, 1))
             _save_state(last, model, ema, optimizer, done, schedule, settings, log)
             _write_log(run_dir, log)
     progress.close()
