@@ -168,16 +168,19 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _print_lint(path: Path, targets: str) -> None:
-    from .export.lint import TARGETS, lint_file
+    from .export.lint import TARGETS, lint_model, read_onnx, sequential_steps
 
     unknown = [t for t in targets.split(",") if t not in TARGETS]
     if unknown:
         raise DerainError(f"--targets {targets}: unknown TensorRT version {unknown[0]} "
                           f"(choose from {', '.join(TARGETS)})")
-    findings = lint_file(path, tuple(targets.split(",")))
+    model = read_onnx(path)
+    findings = lint_model(model, tuple(targets.split(",")))
     for finding in findings:
         print(finding)
     errors = sum(f.level == "error" for f in findings)
+    steps = {t: sum(n or 0 for n in sequential_steps(model, t).values()) for t in targets.split(",")}
+    print(f"lint {path}: sequential loop steps per inference: " + ", ".join(f"TensorRT {t} {n:,}" for t, n in steps.items()))
     print(f"lint {path}: {errors} errors, {len(findings) - errors} warnings/notes for TensorRT {targets}")
     if errors:
         raise DerainError(f"{path}: {errors} TensorRT compatibility errors (listed above)")

@@ -11,11 +11,12 @@ SIZES = ((256, 256), (720, 1280))  # (H, W)
 
 
 def count_flops(name: str, height: int, width: int) -> int:
-    """FLOPs (2 per multiply-accumulate of matmuls and convolutions) of one forward pass, on the
-    meta device: shapes only, no memory or compute, so even `paper` at 720p takes a second."""
+    """FLOPs (2 per multiply-accumulate of matmuls and convolutions) of one forward pass of the
+    exported graph (the NAB's counting sort and its prefix-sum MatMuls included), on the meta
+    device: shapes only, no memory or compute, so even `paper` at 720p takes a second."""
     with torch.device("meta"), torch.no_grad():
-        model = build_model(name).eval()
-        with FlopCounterMode(display=False) as counter:
+        model = build_model(name)
+        with model.export_mode(), FlopCounterMode(display=False) as counter:
             model(torch.empty(1, 3, height, width))
     return counter.get_total_flops()
 

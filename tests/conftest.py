@@ -21,3 +21,14 @@ def run_derain(*args: str) -> subprocess.CompletedProcess:
     """The real command line, in a subprocess: exit codes and stderr as a user sees them."""
     return subprocess.run([sys.executable, "-m", "derain", *map(str, args)], capture_output=True, text=True,
                           timeout=600)
+
+
+# The project's data (../shared/data beside the checkout, as on CI); tests that need it skip without it.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not here (the project's shared data)")
+    return path

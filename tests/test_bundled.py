@@ -25,3 +25,55 @@ def test_bundled_checkpoint_derains_the_example(tmp_path):
     rainy, clean = read_image(EXAMPLES / "rainy-chelsea.png").rgb, read_image(EXAMPLES / "clean-chelsea.png").rgb
     assert derained.shape == rainy.shape
     assert psnr_y(derained, clean) > psnr_y(rainy, clean) + 3.0  # dB; measured in the model card
+
+
+def _real_test_frames() -> list:
+    import torch
+
+    from conftest import shared_data
+
+    names = [("GT-RAIN", "North_Cape_0-0-Webcam-R-000.png"), ("Rain100L", "1.png"), ("Rain100H", "1.png")]
+    return [torch.from_numpy(read_image(shared_data(d, "test", "rain", n)).rgb.transpose(2, 0, 1).copy()).float()[None]
+            / 255.0 for d, n in names]
+
+
+def test_counting_sort_leaves_the_bundled_checkpoints_outputs_unchanged():
+    """The export's loop-free counting sort computes the same network as torch.argsort, on real rain."""
+    import torch
+
+    model, _ = load_checkpoint()
+    model.eval()
+    for frame in _real_test_frames():
+        with torch.no_grad():
+            model.set_sort_method("argsort")
+            reference = model(frame)
+            model.set_sort_method("counting")
+            counted = model(frame)
+        assert (counted - reference).abs().max().item() <= 1e-5
+
+
+def test_counting_sort_equals_argsort_on_the_keys_of_a_real_720p_frame():
+    import torch
+    import torch.nn.functional as F
+
+    from derain.model.sorting import positions_argsort, positions_counting
+
+    model, _ = load_checkpoint()
+    model.eval()
+    frame = F.interpolate(_real_test_frames()[0], size=(720, 1280), mode="bilinear")
+    seen = []
+    for module in model.nonlocal_attentions():
+        compute = module.sort_keys
+
+        def recording(tokens, compute=compute, module=module):  # noqa: ANN001, ANN202
+            cluster_ids, keys = compute(tokens)
+            seen.append((keys, module.clusters * module.sub_buckets))
+            return cluster_ids, keys
+
+        module.sort_keys = recording
+    with torch.no_grad():
+        model(frame)
+    assert sorted(keys.shape[1] for keys, _ in seen) == [15_360, 61_440]
+    for keys, buckets in seen:
+        assert buckets == 32 and len(keys.unique()) > 1  # a real sort: tokens of several keys interleave
+        assert torch.equal(positions_counting(keys, buckets), positions_argsort(keys))

@@ -10,7 +10,7 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
 from derain.export.fp16 import convert_to_fp16  # noqa: E402
-from derain.export.lint import lint_model  # noqa: E402
+from derain.export.lint import lint_model, sequential_steps  # noqa: E402
 from derain.export.onnx_export import INPUT_NAME, OPSET, export_onnx  # noqa: E402
 from derain.export.precision import fp32_nodes, name_nodes  # noqa: E402
 from derain.export.parity import check_parity  # noqa: E402
@@ -39,8 +39,8 @@ def test_export_is_static_opset17_without_topk_or_nonzero_and_matches_pytorch(tm
     graph = onnx.load(str(path))
     ops = Counter(node.op_type for node in graph.graph.node)
     assert graph.opset_import[0].version == OPSET
-    assert ops["TopK"] == 0 and ops["NonZero"] == 0
-    assert ops["ScatterElements"] > 0 and ops["CumSum"] > 0  # the counting sort is there
+    assert not {"TopK", "NonZero", "CumSum", "Loop", "Scan"} & set(ops)
+    assert ops["ScatterElements"] > 0 and ops["MatMul"] > 0  # the counting sort is there
     dims = [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 3, *size]
     parity = check_parity(model, path, _inputs((1, 3, *size)))
@@ -85,9 +85,45 @@ def test_lint_flags_integer_cumsum_dynamic_input_and_nonzero():
              helper.make_node("NonZero", ["y"], ["z"], name="where")]
     graph = helper.make_graph(nodes, "g", [x], [y, z], [helper.make_tensor("axis", TensorProto.INT64, [], [1])])
     rules = {(f.level, f.rule) for f in lint_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))}
-    assert rules == {("error", "cumsum-integer"), ("warning", "dynamic-shape"), ("warning", "data-dependent-shape")}
+    assert rules == {("error", "cumsum-integer"), ("error", "sequential-loop"), ("warning", "dynamic-shape"),
+                     ("warning", "data-dependent-shape")}
     newest = {(f.rule, f.targets) for f in lint_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]))}
     assert ("opset", ("10.3",)) in newest  # TensorRT 10.3 parses opsets 9 to 20
+
+
+def _cumsum_graph(length: int):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, length, 32])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, length, 32])
+    graph = helper.make_graph([helper.make_node("CumSum", ["x", "axis"], ["y"], name="count")], "g", [x], [y],
+                              [helper.make_tensor("axis", TensorProto.INT64, [], [1])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_lint_counts_a_long_cumsum_as_sequential_loop_steps_before_tensorrt_10_8():
+    model = _cumsum_graph(61_440)
+    assert sequential_steps(model, "10.3") == {"count": 61_440}
+    assert sequential_steps(model, "10.13") == {} == sequential_steps(model, "11")  # ICumulativeLayer
+    loops = [f for f in lint_model(model) if f.rule == "sequential-loop"]
+    assert [(f.level, f.targets) for f in loops] == [("error", ("10.3",))] and "61,440" in loops[0].message
+
+
+def test_lint_command_reports_sequential_steps_and_fails_on_a_loop(tmp_path, capsys):
+    from derain.cli import main
+
+    onnx.save(_cumsum_graph(15_360), str(tmp_path / "loop.onnx"))
+    assert main(["lint", str(tmp_path / "loop.onnx")]) == 1
+    out = capsys.readouterr().out
+    assert "sequential loop steps per inference: TensorRT 10.3 15,360, TensorRT 10.13 0, TensorRT 11 0" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["realtime", "edge"])
+def test_720p_exports_have_no_loops_on_any_tensorrt(tmp_path, name):
+    torch.manual_seed(0)
+    model = onnx.load(str(export_onnx(build_model(name), tmp_path / f"{name}.onnx", 720, 1280)))
+    assert not {"CumSum", "Loop", "Scan", "TopK", "NonZero"} & {node.op_type for node in model.graph.node}
+    assert all(sequential_steps(model, target) == {} for target in ("10.3", "10.13", "11"))
+    assert [f for f in lint_model(model) if f.level == "error"] == []
 
 
 def test_lint_passes_our_export(tiny_export):

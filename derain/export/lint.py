@@ -7,6 +7,10 @@ Sources:
             (read at the 10.15 release; older releases noted where they differ).
   [matrix8] the same file at TensorRT 8.5 (stricter constant-input rules, kept for 10.3).
   [design]  this project's design notes (../shared/design/DESIGN.md, "TensorRT facts").
+  [import]  onnx-tensorrt's importers (onnxOpImporters.cpp, read at the 10.1-GA branch, the
+            newest before JetPack 6's 10.3): the ops below are imported as an ILoopLayer that
+            runs one step after another; NvInfer.h has ICumulativeLayer from release/10.8 on, and
+            TensorRT's 10.8 changelog says "improved performance of CumSum operations".
 """
 
 from __future__ import annotations
@@ -29,7 +33,11 @@ UNSUPPORTED_OPS = frozenset({
     "StringConcat", "StringNormalizer", "StringSplit", "TfIdfVectorizer", "Unique",
 })
 TOPK_MAX_K = 3840  # [matrix] TopK: "K input must be less than 3840"
-MAX_OPSET = {"10.3": 20}  # [matrix] "TensorRT 10.0 supports operators in the inclusive range of opset 9 to 20"
+MAX_OPSET = {"10.3": 20}
+# [import] ONNX ops that TensorRT runs as a sequential ILoopLayer, and the first release that does
+# not (None: every release). CumSum: `loop->addTripLimit(axisLength, kCOUNT)`, one step per
+# element; Loop and Scan: their trip count / scan axis; RNN, GRU, LSTM: one step per time step.
+LOOP_OPS = {"CumSum": (10, 8), "Loop": None, "Scan": None, "RNN": None, "GRU": None, "LSTM": None}  # [matrix] "TensorRT 10.0 supports operators in the inclusive range of opset 9 to 20"
 _INTEGER_TYPES = {6, 7}  # onnx.TensorProto.INT32, INT64
 
 
@@ -59,8 +67,10 @@ class _Graph:
                 value = next((a for a in node.attribute if a.name == "value"), None)
                 if value is not None:
                     self.constants[node.output[0]] = numpy_helper.to_array(value.t)
-        self.elem_type = {v.name: v.type.tensor_type.elem_type for v in
-                          [*model.graph.value_info, *model.graph.input, *model.graph.output]}
+        values = [*model.graph.value_info, *model.graph.input, *model.graph.output]
+        self.elem_type = {v.name: v.type.tensor_type.elem_type for v in values}
+        self.shape = {v.name: [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
+                      for v in values if v.type.tensor_type.HasField("shape")}
 
     def constant(self, name: str) -> np.ndarray | None:
         return self.constants.get(name)
@@ -76,6 +86,42 @@ def _attr(node, name: str, default=None):  # noqa: ANN001, ANN202
         if attribute.name == name:
             return helper.get_attribute_value(attribute)
     return default
+
+
+def _version(target: str) -> tuple[int, int]:
+    major, _, minor = target.partition(".")
+    return int(major), int(minor or 0)
+
+
+def _loop_steps(node, graph: _Graph) -> int | None:  # noqa: ANN001
+    """Sequential steps of one loop-making node per run (None: not known before run time)."""
+    def dim(name: str, axis: int) -> int | None:
+        shape = graph.shape.get(name)
+        return shape[axis] if shape and -len(shape) <= axis < len(shape) and shape[axis] > 0 else None
+
+    if node.op_type == "CumSum":
+        axis = graph.constant(node.input[1])
+        return None if axis is None else dim(node.input[0], int(np.ravel(axis)[0]))
+    if node.op_type == "Loop":
+        trips = graph.constant(node.input[0]) if node.input[0] else None
+        return None if trips is None else int(np.ravel(trips)[0])
+    if node.op_type == "Scan":  # inputs: the loop states, then num_scan_inputs sequences
+        first_sequence = len(node.input) - _attr(node, "num_scan_inputs", 1)
+        return dim(node.input[first_sequence], int((_attr(node, "scan_input_axes") or [0])[0]))
+    return dim(node.input[0], 1 if _attr(node, "layout", 0) else 0)  # RNN, GRU, LSTM: X's sequence axis
+
+
+def sequential_steps(model, target: str) -> dict[str, int | None]:  # noqa: ANN001
+    """{node: sequential loop steps per inference} on TensorRT `target`; an empty dict is a graph
+    TensorRT runs without loops."""
+    graph = _Graph(model)
+    steps = {}
+    for node in model.graph.node:
+        first_free = LOOP_OPS.get(node.op_type, ()) if node.domain in ("", "ai.onnx") else ()
+        if first_free == () or first_free is not None and _version(target) >= first_free:
+            continue
+        steps[node.name or f"{node.op_type}:{node.output[0]}"] = _loop_steps(node, graph)
+    return steps
 
 
 def lint_model(model, targets: tuple[str, ...] = TARGETS) -> list[Finding]:  # noqa: ANN001
@@ -98,6 +144,12 @@ def lint_model(model, targets: tuple[str, ...] = TARGETS) -> list[Finding]:  # n
             # [design] static shapes: no optimization profiles, and CUDA graphs can be captured.
             add("warning", "dynamic-shape", value.name, "input has dynamic dimensions; export at a static shape")
 
+    for target in targets:
+        for name, steps in sequential_steps(model, target).items():
+            # [import] a loop runs its steps one after another; real time has no room for that.
+            count = "an unknown number of" if steps is None else f"{steps:,}"
+            add("error", "sequential-loop", name, f"TensorRT {target} runs this as a loop of {count} sequential "
+                "steps per inference (count with MatMuls, see model/ops.py prefix_sum)", (target,))
     for node in model.graph.node:
         name = node.name or f"{node.op_type}:{node.output[0]}"
         if node.domain not in ("", "ai.onnx"):
@@ -138,13 +190,12 @@ def lint_model(model, targets: tuple[str, ...] = TARGETS) -> list[Finding]:  # n
     return findings
 
 
-def lint_file(path: str | Path, targets: tuple[str, ...] = TARGETS) -> list[Finding]:
+def read_onnx(path: str | Path):  # noqa: ANN201 - onnx.ModelProto
     import onnx
 
     from ..errors import DerainError
 
     try:
-        model = onnx.load(str(path))
+        return onnx.load(str(path))
     except Exception as error:  # protobuf raises DecodeError and others
         raise DerainError(f"{path}: not an ONNX model ({type(error).__name__})") from error
-    return lint_model(model, targets)

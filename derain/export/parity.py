@@ -39,13 +39,16 @@ KEY_TOLERANCE = 1e-3
 
 def sort_key_names(model) -> list[str]:  # noqa: ANN001 - onnx.ModelProto
     """The NAB sort-key tensors of an exported graph, in execution order. Each counting sort starts
-    with the one-hot Cast(Equal(Unsqueeze(keys), range)) that feeds a CumSum."""
+    with the one-hot Cast(Equal(Unsqueeze(keys), range)), the range a constant."""
     producer = {output: node for node in model.graph.node for output in node.output}
+    constants = {init.name for init in model.graph.initializer}
+    constants |= {out for node in model.graph.node if node.op_type == "Constant" for out in node.output}
     names = []
     for node in model.graph.node:
-        cast = producer.get(node.input[0]) if node.op_type == "CumSum" else None
-        equal = producer.get(cast.input[0]) if cast is not None and cast.op_type == "Cast" else None
-        unsqueeze = producer.get(equal.input[0]) if equal is not None and equal.op_type == "Equal" else None
+        equal = producer.get(node.input[0]) if node.op_type == "Cast" else None
+        if equal is None or equal.op_type != "Equal" or equal.input[1] not in constants:
+            continue
+        unsqueeze = producer.get(equal.input[0])
         if unsqueeze is not None and unsqueeze.op_type == "Unsqueeze":
             names.append(unsqueeze.input[0])
     return names

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from .ops import runtime_ones
+from .ops import prefix_sum, runtime_ones
 
 # Swin's bias for pairs that a cyclic shift brought together from opposite borders.
 _SHIFT_REGION_BIAS = -100.0
@@ -53,7 +53,7 @@ def shift_region_bias(x: torch.Tensor, window: int, shift: int) -> torch.Tensor:
     resolution into the ONNX, 83 MB for `edge` at 720p."""
     _, h, w, _ = x.shape
     ones = runtime_ones(x[0, :, :, :1])  # (H, W, 1)
-    rows, cols = ones.cumsum(0) - 1, ones.cumsum(1) - 1
+    rows, cols = prefix_sum(ones, 0) - 1, prefix_sum(ones, 1) - 1
 
     def region(index: torch.Tensor, size: int) -> torch.Tensor:
         return (index >= size - window).float() + (index >= size - shift).float()

@@ -8,9 +8,10 @@ map's size is folded into the ONNX as a constant (354 MB at 720p with the old Sc
 
 - `positions_argsort`: the plain reference, torch.argsort. It exports as TopK, which TensorRT
   caps at K = 3840 tokens, far below a 720p feature map.
-- `positions_counting`: a counting sort with static shapes and no TopK or NonZero:
-  one-hot -> cumulative count (rank within the key) -> per-key offsets. Counts are kept in
-  float32: exact up to 2**24 tokens, and CumSum in TensorRT 10.3 has no integer type.
+- `positions_counting`: a counting sort with static shapes and no TopK, NonZero, CumSum or
+  loop: one-hot -> running count (rank within the key) -> per-key offsets, the running sums as
+  blocked MatMuls with constant triangular 0/1 matrices (model/ops.py, prefix_sum). Counts are
+  float32: exact up to 2**24 tokens, and no MatMul operand exceeds 2048, so TF32 keeps them exact.
 tests/test_sorting.py proves the two equal.
 """
 
@@ -20,7 +21,7 @@ from typing import Literal
 
 import torch
 
-from .ops import runtime_ones
+from .ops import prefix_sum, runtime_ones
 
 SortMethod = Literal["argsort", "counting"]
 
@@ -34,9 +35,9 @@ def positions_argsort(keys: torch.Tensor) -> torch.Tensor:
 def positions_counting(keys: torch.Tensor, buckets: int) -> torch.Tensor:
     """(B, L) keys in [0, buckets) -> (B, L) destination positions, via a counting sort."""
     one_hot = (keys[..., None] == torch.arange(buckets, device=keys.device)).float()
-    running = one_hot.cumsum(dim=1)  # (B, L, K): tokens of each key seen so far
+    running = prefix_sum(one_hot, 1)  # (B, L, K): tokens of each key seen so far
     counts = running[:, -1]  # (B, K)
-    offsets = counts.cumsum(dim=-1) - counts  # where each key's run starts
+    offsets = prefix_sum(counts, 1, largest=keys.shape[1]) - counts  # where each key's run starts
     dest = ((running - 1.0 + offsets[:, None]) * one_hot).sum(dim=-1)
     return dest.long()
 
@@ -53,9 +54,9 @@ def inverse_permutation(dest: torch.Tensor) -> torch.Tensor:
     """(B, L) dest -> (B, L) order with order[dest[i]] = i: a scatter of L integers per image.
 
     `dest` itself is the scatter's base: it is a permutation, so every entry is overwritten, and
-    no zeros tensor is needed. The positions 0..L-1 are a running count of ones (see runtime_ones),
-    in float32: exact to 2**24, and TensorRT 10.3's CumSum has no integer type."""
-    positions = runtime_ones(dest).cumsum(dim=1).long() - 1
+    no zeros tensor is needed. The positions 0..L-1 are a running count of ones (see runtime_ones
+    and prefix_sum), in float32: exact to 2**24."""
+    positions = prefix_sum(runtime_ones(dest), 1).long() - 1
     return dest.scatter(1, dest, positions)
 
 
