@@ -147,3 +147,14 @@ def test_fp16_onnx_keeps_layernorm_softmax_and_sort_in_fp32_and_runs(tiny_export
     out16 = ort.InferenceSession(str(fp16), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})[0]
     out32 = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})[0]
     assert out16.dtype == np.float32 and np.median(np.abs(out16 - out32)) < 1e-2
+
+
+def test_full_image_reductions_stay_fp32_small_ones_do_not():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 768, 1280])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 1, 1])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 1, 768, 1])
+    nodes = [helper.make_node("ReduceMean", ["x"], ["y"], name="image_mean", axes=[2, 3]),
+             helper.make_node("ReduceMean", ["x"], ["z"], name="row_mean", axes=[3])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y, z]), opset_imports=[helper.make_opsetid("", 17)])
+    keep = fp32_nodes(model)
+    assert "image_mean" in keep and "row_mean" not in keep  # 983,040 values per output vs 1,280

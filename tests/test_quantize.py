@@ -13,7 +13,7 @@ from onnx import TensorProto  # noqa: E402
 
 from conftest import run_derain  # noqa: E402
 from derain.calib.frames import load_calibration, sample_frames, spread_indices  # noqa: E402
-from derain.calib.quantize import quantize_onnx  # noqa: E402
+from derain.calib.quantize import QUANTIZED_OPS, quantize_onnx  # noqa: E402
 from derain.data.pairs import load_pairs  # noqa: E402
 from derain.export.fp16 import convert_to_fp16  # noqa: E402
 from derain.export.lint import lint_model  # noqa: E402
@@ -142,7 +142,7 @@ def test_one_precision_policy_for_fp16_int8_and_the_tensorrt_builder(tiny_models
     reference = onnx.load(str(tiny_models["fp32"]))
     name_nodes(reference)
     policy = fp32_nodes(reference)
-    assert {"LayerNormalization", "Softmax", "ArgMax", "CumSum", "ScatterElements"} <= {
+    assert {"LayerNormalization", "Softmax", "ArgMax", "MatMul", "ScatterElements"} <= {
         n.op_type for n in reference.graph.node if n.name in policy}
     assert _onnx_facts(tiny_models["fp32"])[3] == policy  # the builder
     fp16 = onnx.shape_inference.infer_shapes(onnx.load(str(tiny_models["fp16"])))
@@ -155,6 +155,59 @@ def test_one_precision_policy_for_fp16_int8_and_the_tensorrt_builder(tiny_models
     dequantized = {o for n in int8.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     quantized = {n.name for n in int8.graph.node if any(i in dequantized for i in n.input)}
     assert quantized and not quantized & policy  # the quantizer: none of them reads INT8
+
+
+def test_int8_onnx_is_fp16_outside_the_policy_and_keeps_the_sort_fp32(tiny_models):
+    """Strongly typed INT8: the graph carries every precision. Its float part is FP16 (opset 19 Q/DQ
+    take FP16 scales), but no tensor of the NAB sort, the position maps or a normalization is FP16."""
+    reference = onnx.load(str(tiny_models["fp32"]))
+    name_nodes(reference)
+    policy = fp32_nodes(reference)
+    int8 = onnx.shape_inference.infer_shapes(onnx.load(str(tiny_models["int8"])))
+    assert int8.opset_import[0].version >= 19
+    types = {v.name: v.type.tensor_type.elem_type for v in [*int8.graph.value_info, *int8.graph.input]}
+    types |= {i.name: i.data_type for i in int8.graph.initializer}
+    kept = [n for n in int8.graph.node if n.name in policy]
+    assert len(kept) == len(policy)  # every policy node is still there, by name
+    assert all(types.get(t) != TensorProto.FLOAT16 for n in kept for t in [*n.input, *n.output] if t)
+    scales = [types[n.input[1]] for n in int8.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert scales and set(scales) == {TensorProto.FLOAT16}
+    convs = [n for n in int8.graph.node if n.op_type == "Conv"]
+    assert all(types[n.output[0]] == TensorProto.FLOAT16 for n in convs)
+
+
+def test_no_qdq_on_conv_outputs_and_a_residual_add_quantized_on_one_branch(tmp_path):
+    torch.manual_seed(0)
+    fp32 = export_onnx(build_model("realtime"), tmp_path / "realtime.onnx", 64, 64)  # has residual conv blocks
+    calib = sample_frames(Path(__file__).parent.parent / "examples", 4, 64, 64)
+    int8 = onnx.load(str(quantize_onnx(fp32, calib, tmp_path / "realtime.int8.onnx")))
+    producer = {o: n for n in int8.graph.node for o in n.output}
+
+    def source(name: str) -> str:  # the op behind the Casts that the FP16 conversion may put between
+        node = producer.get(name)
+        while node is not None and node.op_type == "Cast":
+            node = producer.get(node.input[0])
+        return node.op_type if node is not None else "input"
+
+    consumers: dict[str, list[str]] = {}
+    for node in int8.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.op_type)
+    for node in int8.graph.node:  # a Q on a weighted op's output only as the input quantization of a Conv
+        if node.op_type == "QuantizeLinear" and source(node.input[0]) in QUANTIZED_OPS:
+            assert "Conv" in consumers[_dequantized(int8, node)]
+    residual = [sorted(source(i) for i in n.input) for n in int8.graph.node
+                if n.op_type == "Add" and "Conv" in {source(i) for i in n.input}
+                and "DequantizeLinear" in {source(i) for i in n.input}]
+    assert residual == [["Conv", "DequantizeLinear"]] * len(residual) and residual
+    convs = [n for n in int8.graph.node if n.op_type == "Conv"]
+    assert all(source(i) != "DequantizeLinear" for i in convs[-1].input[:1])  # the head conv reads float
+
+
+def _dequantized(model, quantize) -> str:  # noqa: ANN001
+    """The output of the DequantizeLinear that reads `quantize`."""
+    return next(n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"
+                and n.input[0] == quantize.output[0])
 
 
 def test_builder_pins_layers_of_its_own_nodes_only():

@@ -1,8 +1,14 @@
-"""INT8 explicit quantization (Q/DQ) that TensorRT consumes, with ONNX Runtime's quantize_static.
+"""INT8 explicit quantization (Q/DQ) for a strongly typed TensorRT build, with ONNX Runtime's
+quantize_static, as TensorRT's explicit-quantization guide asks ("use explicit quantization with
+strong typing"): the Q/DQ graph's unquantized part is FP16, except what the precision policy keeps
+FP32 (export/precision.py), so the engine's precision is all in the graph. Q/DQ with FP16 scales
+need opset 19 (TensorRT 10.3 parses up to 20): the quantized graph is converted to it.
 
 Symmetric INT8 (zero points 0, as TensorRT requires), per-channel weights, activation ranges at
-the 99.99th percentile of calib.npz (MinMax let rare outliers set the scale). Quantized: the inputs
-of Conv, Gemm and of the MatMuls with a weight, where INT8 pays in TensorRT. Left in float: what
+the 99.99th percentile of calib.npz (MinMax let rare outliers set the scale). Placed as TensorRT
+fuses them: Q/DQ on the inputs of Conv, Gemm and of the MatMuls with a weight, where INT8 pays,
+none on their outputs (OpTypesToExcludeOutputQuantization), so a residual Add reads a quantized
+skip and a float Conv output, which TensorRT folds into the Conv. Left in float: what
 the precision policy keeps FP32 (export/precision.py: LayerNorm, Softmax, the NAB sort and position
 maps), the attention's activation-by-activation MatMuls (q.k^T, attn.v: quantizing them cost 0.109
 dB instead of 0.064 dB on benchmarks/int8.py), and the two image-facing convolutions (3 channels in,
@@ -24,10 +30,12 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import DerainError
 from ..export.names import INPUT_NAME
+from ..export.fp16 import fp16_model
 from ..export.manifest import describe, read_manifest, write_manifest
 from ..export.precision import name_nodes
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+QDQ_OPSET = 19  # the first whose QuantizeLinear / DequantizeLinear take FP16
 
 
 @contextmanager
@@ -53,6 +61,7 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Pat
     """`source` FP32 ONNX -> INT8 Q/DQ ONNX at `target`. percentile=None calibrates MinMax;
     benchmarks/int8_calibration.py measures the choices."""
     import onnx
+    from onnx import version_converter
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -80,21 +89,29 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Pat
                           if node.op_type == "MatMul" and not any(name in weights for name in node.input)}
     convs = [node.name for node in model.graph.node if node.op_type == "Conv"]  # topological order
     image_facing = {convs[0], convs[-1]} if convs and float_image_convs else set()
-    with atomic_path(target) as tmp, _quiet_quantizer():
-        quantize_static(
-            model, str(tmp), Frames(), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
-            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=sorted(keep_fp32 | activation_matmuls | image_facing),
-            calibrate_method=CalibrationMethod.MinMax if percentile is None else CalibrationMethod.Percentile,
-            extra_options={
-                "CalibPercentile": percentile or PERCENTILE,
-                "ActivationSymmetric": True,
-                "WeightSymmetric": True,
-                "QuantizeBias": False,  # INT32 bias DequantizeLinear is not a TensorRT input type
-            },
-        )
+    with atomic_path(target) as tmp:
+        with _quiet_quantizer():
+            quantize_static(
+                model, str(tmp), Frames(), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
+                per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                nodes_to_exclude=sorted(keep_fp32 | activation_matmuls | image_facing),
+                calibrate_method=CalibrationMethod.MinMax if percentile is None else CalibrationMethod.Percentile,
+                extra_options={
+                    "CalibPercentile": percentile or PERCENTILE,
+                    "ActivationSymmetric": True,
+                    "WeightSymmetric": True,
+                    "QuantizeBias": False,  # INT32 bias DequantizeLinear is not a TensorRT input type
+                    # TensorRT fuses Q/DQ into the op that reads them; a Q/DQ on a Conv's output is one
+                    # more rounding, and one more kernel where the next op is not quantized.
+                    "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
+                },
+            )
+        quantized = version_converter.convert_version(onnx.load(str(tmp)), QDQ_OPSET)
+        quantized = fp16_model(quantized, keep_fp32)
+        onnx.checker.check_model(quantized)
+        onnx.save(quantized, str(tmp))
     calib_hash = hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest()
-    write_manifest(target, replace(origin, precision="int8", source=str(source),
+    write_manifest(target, replace(origin, precision="int8", source=str(source), opset=QDQ_OPSET,
                                    extra={**origin.extra, "calibration_frames": len(calibration),
                                           "calibration_sha256": calib_hash}))
     return Path(target)

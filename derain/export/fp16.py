@@ -1,6 +1,6 @@
-"""FP16 ONNX for strongly typed TensorRT (TensorRT 11 has no FP16 builder flag: precision comes
-from the graph's types). Weights and activations go to FP16, except the nodes that the precision
-policy (export/precision.py) keeps in FP32.
+"""FP16 ONNX for strongly typed TensorRT (precision comes from the graph's types: TensorRT 11 has
+no FP16 builder flag, and 10.12 deprecated it). Weights and activations go to FP16, except the
+nodes that the precision policy (export/precision.py) keeps in FP32.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 from ..atomic import atomic_path
 from .manifest import describe, read_manifest, write_manifest
 from .precision import name_nodes
+
 
 def _skip_fp16_round_trips(model, fp32_nodes: set[str]) -> None:  # noqa: ANN001
     """The converters cast every blocked node's output to FP16 and back, even when the next node is
@@ -45,19 +46,26 @@ def _skip_fp16_round_trips(model, fp32_nodes: set[str]) -> None:  # noqa: ANN001
             graph.node.remove(node)
 
 
-def convert_to_fp16(source: str | Path, target: str | Path) -> Path:
-    import onnx
+def fp16_model(model, keep_fp32: set[str]):  # noqa: ANN001, ANN201 - onnx.ModelProto in and out
+    """`model` with FP16 weights and activations except the nodes in `keep_fp32`; FP32 inputs and
+    outputs. Q/DQ nodes take FP16 scales (opset 19+), so an INT8 graph's float part is FP16 too."""
     from onnxruntime.transformers import float16  # casts only where FP16 meets FP32
     from onnxruntime.transformers.onnx_model import OnnxModel
 
-    model = onnx.load(str(source))
-    name_nodes(model)
     model.graph.ClearField("value_info")  # stale FP32 types would contradict the converted nodes
-    origin = read_manifest(source) or describe(model, "fp32", "unknown", None)
-    keep_fp32 = set(origin.fp32_nodes)
     converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=sorted(keep_fp32))
     _skip_fp16_round_trips(converted, keep_fp32)
     OnnxModel(converted).topological_sort()  # the converter appends its Casts at the end
+    return converted
+
+
+def convert_to_fp16(source: str | Path, target: str | Path) -> Path:
+    import onnx
+
+    model = onnx.load(str(source))
+    name_nodes(model)
+    origin = read_manifest(source) or describe(model, "fp32", "unknown", None)
+    converted = fp16_model(model, set(origin.fp32_nodes))
     onnx.checker.check_model(converted)
     with atomic_path(target) as tmp:
         onnx.save(converted, str(tmp))

@@ -10,12 +10,19 @@ FP32 are:
     from. FP16 counts are exact only to 2048, and an FP16 similarity would move near-tied pixels to
     another cluster, hence another chunk;
   - position maps: what is computed from runtime_ones (Equal(x, x), see model/ops.py) alone, e.g.
-    the shifted windows' region masks: FP16 running counts break past 2048 pixels.
+    the shifted windows' region masks: FP16 running counts break past 2048 pixels;
+- full-image reductions (a Reduce* over at least LARGE_REDUCTION elements per output, e.g. the
+  rain mask's mean and variance over ~1M pixels at 720p): TensorRT documents no accumulation type
+  for an FP16 reduction, and an FP16 sum of 2**16 values of ~0.5 is past FP16's largest number.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 NORMALIZATION_OPS = ("LayerNormalization", "Softmax")
+REDUCE_OPS = ("ReduceMean", "ReduceSum", "ReduceL2", "ReduceL1", "ReduceSumSquare", "ReduceLogSumExp")
+LARGE_REDUCTION = 2**16
 # Inputs that carry indices (or, for ScatterElements, the integers it writes).
 INDEX_INPUTS = {"Gather": (1,), "GatherElements": (1,), "ScatterElements": (1, 2)}
 
@@ -65,6 +72,22 @@ def position_map_nodes(model) -> set[str]:  # noqa: ANN001
     return selected
 
 
+def large_reduction_nodes(model) -> set[str]:  # noqa: ANN001
+    """Names of the Reduce* nodes that sum LARGE_REDUCTION or more elements into each output."""
+    from onnx import shape_inference
+
+    inferred = shape_inference.infer_shapes(model)
+    values = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+    sizes = {}
+    for value in values:
+        dims = value.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims):
+            sizes[value.name] = int(np.prod([d.dim_value for d in dims]))
+    return {node.name for node in model.graph.node if node.op_type in REDUCE_OPS
+            and node.input[0] in sizes and node.output[0] in sizes
+            and sizes[node.input[0]] >= LARGE_REDUCTION * sizes[node.output[0]]}
+
+
 def name_nodes(model) -> None:  # noqa: ANN001
     """Give every node a name: the converters and the quantizer select nodes by name."""
     for index, node in enumerate(model.graph.node):
@@ -74,4 +97,4 @@ def name_nodes(model) -> None:  # noqa: ANN001
 def fp32_nodes(model) -> set[str]:  # noqa: ANN001
     """The names of every node that must stay FP32 (the nodes must be named: name_nodes)."""
     normalization = {node.name for node in model.graph.node if node.op_type in NORMALIZATION_OPS}
-    return normalization | sort_nodes(model) | position_map_nodes(model)
+    return normalization | sort_nodes(model) | position_map_nodes(model) | large_reduction_nodes(model)

@@ -25,7 +25,9 @@ class OnnxRuntimeBackend(Backend):
             raise DerainError(f"{path}: ONNX Runtime here has no {', '.join(missing)} "
                               f"(available: {', '.join(available)})")
         try:
-            self.session = ort.InferenceSession(str(path), providers=providers)
+            options = ort.SessionOptions()
+            options.log_severity_level = 3  # errors only: FP16 graphs log a constant-folding warning per FP16 Mul on CPU
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as error:  # ONNX Runtime raises its own Fail / InvalidGraph / NoSuchFile types
             raise DerainError(f"{path}: ONNX Runtime cannot load it ({str(error).splitlines()[0]})") from error
         model_input = self.session.get_inputs()[0]
