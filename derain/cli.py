@@ -229,9 +229,8 @@ def _validate(args: argparse.Namespace) -> None:
 def _build_options(args: argparse.Namespace):  # noqa: ANN202
     from .engines.build import BuildOptions
 
-    return BuildOptions(precision=args.precision, calib=getattr(args, "calib_npz", None), store=args.store,
-                        name=args.name, workspace_mib=args.workspace_mib, optimization_level=args.optimization_level,
-                        timing_cache=args.timing_cache)
+    return BuildOptions(precision=args.precision, store=args.store, name=args.name, workspace_mib=args.workspace_mib,
+                        optimization_level=args.optimization_level, timing_cache=args.timing_cache, tf32=args.tf32)
 
 
 def _build(args: argparse.Namespace) -> None:
@@ -259,6 +258,9 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
                         help="TensorRT builder optimization level: higher searches longer")
     parser.add_argument("--timing-cache", "--timingCacheFile", type=Path,
                         help="timing cache file (default: one per device in the store)")
+    parser.add_argument("--tf32", action="store_true",
+                        help="let FP32 layers round MatMul/Conv inputs to TF32 (off: it moves NAB sort keys; "
+                             "benchmarks/tf32.py)")
 
 
 def _backend(args: argparse.Namespace):  # noqa: ANN202
@@ -440,9 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=defaults)
     build.add_argument("model", type=Path, help="ONNX: FP32, FP16 (export --fp16) or Q/DQ (quantize)")
     build.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"),
-                       help="must match the graph: FP16 ONNX -> fp16, Q/DQ ONNX -> int8")
-    build.add_argument("--calib", dest="calib_npz", type=Path,
-                       help="calib.npz: INT8 from an ONNX without Q/DQ (TensorRT 10)")
+                       help="the graph's: FP16 ONNX -> fp16, Q/DQ ONNX -> int8 (an FP32 ONNX builds fp32, or fp16 "
+                            "after a conversion)")
     _add_build_options(build)
     build.set_defaults(func=_build)
 

@@ -5,46 +5,44 @@ from pathlib import Path
 
 import pytest
 
-from derain.engines.build import calibration_cache_path, check_precision
-from derain.engines.device import DeviceInfo, _gpu_name_and_capability
+from derain.engines.build import check_precision
+from derain.engines.device import DeviceInfo, _gpu_facts
 from derain.errors import DerainError
 
 ONNX = Path("model.onnx")
 
 
-@pytest.mark.parametrize("precision,qdq,fp16,major,calib,error", [
-    ("int8", True, False, 10, None, None),
-    ("int8", True, False, 11, None, None),
-    ("fp16", True, False, 10, None, "builds only --precision int8"),  # would be an INT8 engine named fp16
-    ("fp32", True, False, 10, None, "builds only --precision int8"),
-    ("fp16", False, True, 11, None, None),
-    ("int8", False, True, 10, Path("c.npz"), "builds only --precision fp16"),
-    ("fp32", False, False, 11, None, None),
-    ("fp16", False, False, 10, None, None),  # TensorRT 10: builder flags
-    ("fp16", False, False, 11, None, "only from a FP16"),
-    ("int8", False, False, 10, None, "needs --calib"),
-    ("int8", False, False, 10, Path("c.npz"), None),
-    ("int8", False, False, 11, Path("c.npz"), "only from a Q/DQ"),
+@pytest.mark.parametrize("precision,carried,error", [
+    ("int8", "int8", None),
+    ("fp16", "int8", "builds only --precision int8"),  # would be an INT8 engine named fp16
+    ("fp32", "int8", "builds only --precision int8"),
+    ("fp16", "fp16", None),
+    ("int8", "fp16", "quantize it first: derain calib"),
+    ("fp32", "fp16", "builds only --precision fp16"),
+    ("fp32", "fp32", None),
+    ("fp16", "fp32", None),  # converted to the FP16 ONNX first
+    ("int8", "fp32", "derain quantize model.onnx --calib calib.npz -o model.int8.onnx"),
 ])
-def test_a_precision_the_graph_cannot_give_is_refused(precision, qdq, fp16, major, calib, error):
+def test_a_precision_the_graph_cannot_give_is_refused(precision, carried, error):
     if error is None:
-        check_precision(precision, qdq, fp16, major, calib, ONNX)
+        check_precision(precision, carried, ONNX)
     else:
         with pytest.raises(DerainError, match=error):
-            check_precision(precision, qdq, fp16, major, calib, ONNX)
+            check_precision(precision, carried, ONNX)
 
 
-def test_calibration_cache_changes_with_the_frames_and_the_onnx(tmp_path):
-    onnx, calib = tmp_path / "m.onnx", tmp_path / "calib.npz"
-    onnx.write_bytes(b"graph")
-    calib.write_bytes(b"frames")
-    target = tmp_path / "engines" / "m.int8.engine"
-    first = calibration_cache_path(target, onnx, calib)
-    calib.write_bytes(b"other frames")
-    second = calibration_cache_path(target, onnx, calib)
-    onnx.write_bytes(b"another graph")
-    third = calibration_cache_path(target, onnx, calib)
-    assert len({first, second, third}) == 3 and all(p.suffix == ".calib" for p in (first, second, third))
+def test_every_build_is_strongly_typed_with_no_precision_flags_or_pins():
+    """The builder's source holds no weakly typed road: no FP16/INT8/precision-constraint flags, no
+    layer pinning, no implicit calibrator, on TensorRT 10 or 11 (the build itself needs a GPU)."""
+    import inspect
+
+    from derain.engines import build
+
+    source = inspect.getsource(build.build_engine)
+    assert "strongly_typed=True" in source
+    for weak in ("fp16=", "int8=", "precision_constraints", "Calibrator", "set_output_type", ".precision ="):
+        assert weak not in source
+    assert build.BuildOptions().tf32 is build.TF32_DEFAULT is False
 
 
 def test_engines_are_tied_to_the_exact_tensorrt_release():
@@ -62,7 +60,7 @@ def test_without_a_gpu_library_the_error_names_both_and_the_extras():
     except ImportError:
         pass
     with pytest.raises(DerainError) as error:
-        _gpu_name_and_capability()
+        _gpu_facts()
     message = str(error.value)
     assert "cuda-python is not installed" in message and "pycuda" in message and "derain[jetson]" in message
 
@@ -71,14 +69,12 @@ def test_trtexec_command_reproduces_the_build():
     from derain.engines.build import BuildOptions, trtexec_command
 
     options = BuildOptions(precision="int8", workspace_mib=1024, optimization_level=4)
-    strong = trtexec_command(Path("m.int8.onnx"), Path("e/m.int8.engine"), options, True, Path("t.cache"), {"a"}, None)
-    assert strong.split() == ["trtexec", "--onnx=m.int8.onnx", "--saveEngine=e/m.int8.engine",
-                              "--memPoolSize=workspace:1024M", "--builderOptimizationLevel=4",
-                              "--timingCacheFile=t.cache", "--stronglyTyped"]
-    weak = trtexec_command(Path("m.onnx"), Path("m.engine"), options, False, Path("t.cache"), {"/n/Softmax", "/n/ArgMax"},
-                           Path("m.calib"))
-    assert "--fp16 --int8 --calib=m.calib --precisionConstraints=obey" in weak
-    assert weak.endswith("--layerPrecisions=/n/ArgMax:fp32,/n/Softmax:fp32")
+    line = trtexec_command(Path("m.int8.onnx"), Path("e/m.int8.engine"), options, Path("t.cache"))
+    assert line.split() == ["trtexec", "--onnx=m.int8.onnx", "--saveEngine=e/m.int8.engine",
+                            "--memPoolSize=workspace:1024M", "--builderOptimizationLevel=4",
+                            "--timingCacheFile=t.cache", "--stronglyTyped", "--noTF32"]
+    options.tf32 = True
+    assert "--noTF32" not in trtexec_command(Path("m.onnx"), Path("m.engine"), options, Path("t.cache"))
 
 
 def test_deploy_checks_its_inputs_and_the_device_before_any_work(tmp_path):
@@ -98,3 +94,12 @@ def test_deploy_checks_its_inputs_and_the_device_before_any_work(tmp_path):
     result = run_derain("deploy", "--height", "64", "--width", "64", "--onnx-dir", tmp_path / "onnx")
     assert result.returncode == 1 and "TensorRT is not installed" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "onnx").exists()  # nothing exported
+
+
+def test_the_fingerprint_tells_orin_modules_apart():
+    """Every Orin module is "Orin", sm 8.7: an engine built on an AGX Orin must not pass on an Orin NX."""
+    agx = DeviceInfo("Orin", "8.7", "10.3.0", multiprocessors=16, memory_gib=61)
+    orin_nx = DeviceInfo("Orin", "8.7", "10.3.0", multiprocessors=8, memory_gib=15)
+    assert agx.slug == "orin-sm87-16sms-61gib-trt10.3.0" != orin_nx.slug
+    assert "Orin (sm 8.7, 16 SMs, 61 GiB), this is Orin (sm 8.7, 8 SMs, 15 GiB)" in orin_nx.mismatch(agx)
+    assert orin_nx.mismatch(DeviceInfo("Orin", "8.7", "10.3.0", 8, 15)) is None

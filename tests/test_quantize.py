@@ -15,7 +15,9 @@ from conftest import run_derain  # noqa: E402
 from derain.calib.frames import load_calibration, sample_frames, spread_indices  # noqa: E402
 from derain.calib.quantize import QUANTIZED_OPS, quantize_onnx  # noqa: E402
 from derain.data.pairs import load_pairs  # noqa: E402
+from derain.errors import DerainError  # noqa: E402
 from derain.export.fp16 import convert_to_fp16  # noqa: E402
+from derain.export.manifest import read_manifest  # noqa: E402
 from derain.export.lint import lint_model  # noqa: E402
 from derain.export.onnx_export import INPUT_NAME, export_onnx  # noqa: E402
 from derain.export.precision import fp32_nodes, name_nodes  # noqa: E402
@@ -136,15 +138,14 @@ def test_export_and_lint_commands(tmp_path, tiny_checkpoint):
 
 
 def test_one_precision_policy_for_fp16_int8_and_the_tensorrt_builder(tiny_models):
-    """FP16 conversion, INT8 quantizer and TensorRT 10 builder keep the very same nodes in float."""
-    from derain.engines.build import _onnx_facts
+    """FP16 conversion and INT8 quantizer keep the very same nodes in float."""
 
     reference = onnx.load(str(tiny_models["fp32"]))
     name_nodes(reference)
     policy = fp32_nodes(reference)
     assert {"LayerNormalization", "Softmax", "ArgMax", "MatMul", "ScatterElements"} <= {
         n.op_type for n in reference.graph.node if n.name in policy}
-    assert _onnx_facts(tiny_models["fp32"])[3] == policy  # the builder
+    assert set(read_manifest(tiny_models["fp32"]).fp32_nodes) == policy  # what the converters read
     fp16 = onnx.shape_inference.infer_shapes(onnx.load(str(tiny_models["fp16"])))
     types = {v.name: v.type.tensor_type.elem_type for v in fp16.graph.value_info}
     float_outputs = {n.name for n in fp16.graph.node if n.name in policy for o in n.output
@@ -210,16 +211,6 @@ def _dequantized(model, quantize) -> str:  # noqa: ANN001
                 and n.input[0] == quantize.output[0])
 
 
-def test_builder_pins_layers_of_its_own_nodes_only():
-    from derain.engines.build import onnx_node_of
-
-    nodes = {"/attn/MatMul", "/attn/MatMul_1", "/attn/MatMul_2", "/norm/LayerNormalization"}
-    assert onnx_node_of("/attn/MatMul", nodes) == "/attn/MatMul"
-    assert onnx_node_of("/attn/MatMul_1", nodes) == "/attn/MatMul_1"  # a sibling node, not a layer of MatMul
-    assert onnx_node_of("/norm/LayerNormalization_17", nodes) == "/norm/LayerNormalization"  # an extra layer
-    assert onnx_node_of("/other/Add_3", nodes) is None
-
-
 def test_backend_runner_puts_a_shipped_backend_into_polygraphy_comparisons(tiny_models):
     """The runner `validate --engine` and the TensorRT tests wrap TensorRTBackend in, exercised with
     the ONNX Runtime backend: it must give exactly what Polygraphy's own ONNX Runtime runner gives."""
@@ -240,17 +231,20 @@ def test_backend_runner_puts_a_shipped_backend_into_polygraphy_comparisons(tiny_
 
 
 def test_every_onnx_gets_a_manifest_that_later_stages_read(tiny_models):
-    from derain.engines.build import _onnx_facts
-    from derain.export.manifest import read_manifest
+    from derain.engines.build import graph_precision
 
     fp32, fp16, int8 = (read_manifest(tiny_models[p]) for p in ("fp32", "fp16", "int8"))
     assert fp32.precision == "fp32" and fp32.input["shape"] == [1, 3, 48, 64] and fp32.opset == 17
     assert fp32.config == "tiny" and fp32.fp32_nodes
     assert (fp16.precision, fp16.source) == ("fp16", str(tiny_models["fp32"])) and fp16.fp32_nodes == fp32.fp32_nodes
     assert int8.precision == "int8" and len(int8.extra["calibration_sha256"]) == 64
-    # The builder takes precision and FP32 nodes from the manifest, not from the graph.
-    description, has_qdq, has_fp16, keep, _ = _onnx_facts(tiny_models["int8"])
-    assert has_qdq and not has_fp16 and keep == set(int8.fp32_nodes) and description == int8.input
+    assert int8.opset == 19 and int8.fp32_nodes == fp32.fp32_nodes
+    # The builder takes the precision from the manifest, and from the graph without one.
+    assert graph_precision(tiny_models["int8"]) == (int8.input, "int8")
+    for name in ("fp32", "fp16", "int8"):
+        bare = tiny_models[name].with_name(f"bare-{name}.onnx")
+        bare.write_bytes(tiny_models[name].read_bytes())  # no manifest beside it
+        assert graph_precision(bare)[1] == name
 
 
 def test_quantize_and_stream_refuse_bad_models_in_one_line(tiny_models, tmp_path):
@@ -273,3 +267,50 @@ def test_quantize_and_stream_refuse_bad_models_in_one_line(tiny_models, tmp_path
     result = run_derain("quantize", tiny_models["fp32"], "--calib", tmp_path / "calib.npz", "-o", tmp_path / "q.onnx")
     assert result.returncode == 0 and "WARNING" not in result.stderr  # ONNX Runtime's pre-processing advice
     assert len(result.stdout.strip().splitlines()) == 1, result.stdout  # nor its calibrators' progress prints
+
+
+class _StandInTensorRT:
+    """What build_engine asks of TensorRT and Polygraphy, recorded: TensorRT cannot run here."""
+
+    __version__ = "10.3.0"
+
+    class MemoryPoolType:
+        WORKSPACE = "workspace"
+
+    def __init__(self) -> None:
+        self.networks: list[tuple[str, dict]] = []
+        self.configs: list[dict] = []
+
+
+@pytest.mark.parametrize("major", ["10.3.0", "11.1.0"])
+def test_builds_are_strongly_typed_from_the_graph_on_tensorrt_10_and_11(tiny_models, tmp_path, monkeypatch, major):
+    import sys
+
+    import polygraphy.backend.trt as polygraphy_trt
+
+    from derain.engines import build
+    from derain.engines.device import DeviceInfo
+    from derain.engines.store import read_manifest as read_engine_manifest
+
+    stand_in = _StandInTensorRT()
+    stand_in.__version__ = major
+    monkeypatch.setitem(sys.modules, "tensorrt", stand_in)
+    monkeypatch.setattr(build, "current_device", lambda: DeviceInfo("Orin", "8.7", major, 8, 15))
+    monkeypatch.setattr(polygraphy_trt, "network_from_onnx_path",
+                        lambda path, **kwargs: stand_in.networks.append((path, kwargs)) or "network")
+    monkeypatch.setattr(polygraphy_trt, "CreateConfig", lambda **kwargs: stand_in.configs.append(kwargs) or "config")
+    monkeypatch.setattr(polygraphy_trt, "engine_bytes_from_network", lambda network, config, save_timing_cache: b"plan")
+    built = {}
+    for name, precision in [("fp32", "fp32"), ("fp16", "fp16"), ("int8", "int8"), ("fp32", "fp16")]:
+        options = build.BuildOptions(precision=precision, store=tmp_path / "engines", name=f"{name}-as-{precision}")
+        built[name, precision] = build.build_engine(tiny_models[name], options)
+    assert all(kwargs == {"strongly_typed": True} for _, kwargs in stand_in.networks)
+    assert all(set(config) == {"tf32", "load_timing_cache", "memory_pool_limits", "builder_optimization_level"}
+               and config["tf32"] is False for config in stand_in.configs)  # no FP16 / INT8 / constraint flags
+    converted = Path(stand_in.networks[-1][0])  # FP16 from the FP32 ONNX: converted first, kept in the store
+    assert converted.parent == built["fp32", "fp16"].parent and read_manifest(converted).precision == "fp16"
+    assert [Path(path) for path, _ in stand_in.networks[:3]] == [tiny_models[n] for n in ("fp32", "fp16", "int8")]
+    manifest = read_engine_manifest(built["int8", "int8"])
+    assert manifest.build["strongly_typed"] and manifest.build["trtexec"].endswith("--stronglyTyped --noTF32")
+    with pytest.raises(DerainError, match="quantize it first"):
+        build.build_engine(tiny_models["fp16"], build.BuildOptions(precision="int8", store=tmp_path / "engines"))
