@@ -8,6 +8,7 @@ Python API; runs only where TensorRT and a GPU exist (tests marked `tensorrt`)."
 from __future__ import annotations
 
 import ctypes
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ class _CudaPython:
     def _check(self, result: tuple) -> Any:
         error, *values = result
         if error != self.rt.cudaError_t.cudaSuccess:
-            raise DerainError(f"CUDA error {error}")
+            _, text = self.rt.cudaGetErrorString(error)
+            raise DerainError(f"CUDA error {getattr(error, 'name', error)}: {text.decode(errors='replace')}")
         return values[0] if len(values) == 1 else None
 
     def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, int]:
@@ -63,13 +65,28 @@ class _CudaPython:
     def handle(self) -> int:
         return self.stream_handle
 
-    def capture(self, enqueue: Any) -> Any:
-        """Record `enqueue()` on the stream as a CUDA graph and return it instantiated."""
+    def capture(self, enqueue: Any) -> Any | None:
+        """Record `enqueue()` on the stream as a CUDA graph and return it instantiated, or None when
+        the engine cannot be captured: TensorRT's enqueue may return false under capture (an engine
+        with operations capture does not permit), and trtexec then ends the capture, clears the
+        error and runs without a graph (samples/common/sampleInference.cpp, release/10.3)."""
         mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
         self._check(self.rt.cudaStreamBeginCapture(self.stream, mode))
-        enqueue()
+        try:
+            enqueue()
+        except DerainError:
+            _, graph = self.rt.cudaStreamEndCapture(self.stream)  # ends the capture; the graph is void
+            if graph is not None:
+                self.rt.cudaGraphDestroy(graph)
+            self.rt.cudaGetLastError()  # clears the capture's error, so the stream runs on
+            return None
         graph = self._check(self.rt.cudaStreamEndCapture(self.stream))
-        executable = self._check(self.rt.cudaGraphInstantiate(graph, 0))
+        try:
+            executable = self._check(self.rt.cudaGraphInstantiate(graph, 0))
+        except DerainError:
+            self.rt.cudaGraphDestroy(graph)
+            self.rt.cudaGetLastError()
+            return None
         self.graphs.append((graph, executable))
         return executable
 
@@ -132,18 +149,25 @@ class _PyCuda:
 
 
 def _cuda_api(memory: str) -> _CudaPython | _PyCuda:
-    """memory: "auto" (cuda-python, else pycuda), "cuda-python" or "pycuda"."""
+    """memory: "auto" (cuda-python, else pycuda), "cuda-python" or "pycuda". "auto" takes pycuda
+    when cuda-python is missing *or fails*, as engines/device.py does: cuda-python 13 imports on
+    JetPack 6, then its first call fails on the CUDA 12.6 driver."""
+    problems = []
     if memory in ("auto", "cuda-python"):
         try:
             return _CudaPython()
         except ImportError:
-            if memory == "cuda-python":
-                raise DerainError("cuda-python is not installed (pip install cuda-python)") from None
+            problems.append("cuda-python is not installed")
+        except DerainError as error:
+            problems.append(f"cuda-python failed ({error})")
+        if memory == "cuda-python":
+            raise DerainError(f"{problems[0]} (pip install 'cuda-python>=12.6.1,<13' on CUDA 12)")
     try:
         return _PyCuda()
     except ImportError:
-        raise DerainError("the TensorRT backend needs cuda-python or pycuda (pip install 'derain[tensorrt]', "
-                          "or 'derain[jetson]' on a Jetson)") from None
+        problems.append("pycuda is not installed")
+    raise DerainError(f"the TensorRT backend needs cuda-python or pycuda ({'; '.join(problems)}): "
+                      "pip install 'derain[tensorrt]', or 'derain[jetson]' on a Jetson")
 
 
 class TensorRTBackend(Backend):
@@ -156,19 +180,30 @@ class TensorRTBackend(Backend):
         import tensorrt as trt
 
         self.cuda = _cuda_api(memory)
+        self.buffers: dict[str, tuple[np.ndarray, int, int]] = {}  # name -> (host view, host ptr, device ptr)
+        self.hosts: list[int] = []  # every allocation, as soon as it is made: close() frees them
+        self.devices: list[int] = []
+        try:
+            self._open(trt, engine_path, cuda_graph)
+        except BaseException:  # what was allocated goes back, whatever failed
+            self.close()
+            raise
+
+    def _open(self, trt: Any, engine_path: Path, cuda_graph: bool) -> None:
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
             raise DerainError(f"{engine_path}: TensorRT could not deserialize this engine")
         self.context = self.engine.create_execution_context()
-        self.buffers: dict[str, tuple[np.ndarray, int, int]] = {}  # name -> (host view, host ptr, device ptr)
         for index in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(index)
             dims = self.engine.get_tensor_shape(name)
             shape = tuple(dims[i] for i in range(len(dims)))
             dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
             host, host_pointer = self.cuda.pinned(shape, dtype)
+            self.hosts.append(host_pointer)
             device_pointer = self.cuda.device(host.nbytes)
+            self.devices.append(device_pointer)
             self.context.set_tensor_address(name, device_pointer)
             self.buffers[name] = (host, host_pointer, device_pointer)
             if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
@@ -180,6 +215,9 @@ class TensorRTBackend(Backend):
             self._enqueue()  # TensorRT wants one plain enqueue before capture
             self.cuda.synchronize()
             self.graph = self.cuda.capture(self._enqueue)
+            if self.graph is None:
+                print(f"derain: warning: {engine_path}: TensorRT cannot enqueue this engine under CUDA-graph "
+                      "capture; running it without --cuda-graph", file=sys.stderr)
 
     def _enqueue(self) -> None:
         if not self.context.execute_async_v3(self.cuda.handle()):
@@ -199,9 +237,7 @@ class TensorRTBackend(Backend):
         return host_out.astype(np.float32, copy=True)
 
     def close(self) -> None:
-        hosts = [pointer for _, pointer, _ in self.buffers.values()]
-        devices = [pointer for _, _, pointer in self.buffers.values()]
-        if isinstance(self.cuda, _PyCuda):
-            hosts = []  # pagelocked arrays free themselves
-        self.cuda.free(hosts, devices)
+        hosts = [] if isinstance(self.cuda, _PyCuda) else self.hosts  # pagelocked arrays free themselves
+        self.cuda.free(hosts, self.devices)
         self.buffers.clear()
+        self.hosts, self.devices = [], []

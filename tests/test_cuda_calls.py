@@ -1,0 +1,72 @@
+"""The TensorRT backend's CUDA error handling, against a stand-in for cuda-python's runtime module
+(no GPU here): what it does when cuda-python fails and when an engine refuses CUDA-graph capture."""
+
+import enum
+import sys
+import types
+
+import pytest
+
+from derain.errors import DerainError
+from derain.runtime import tensorrt_backend
+
+Error = enum.Enum("cudaError_t", {"cudaSuccess": 0, "cudaErrorInsufficientDriver": 35,
+                                  "cudaErrorStreamCaptureInvalidated": 901})
+
+
+class StandInRuntime(types.ModuleType):
+    """cuda.bindings.runtime's calls as (error, value) tuples, recording what was called."""
+
+    cudaError_t = Error
+
+    class cudaStreamCaptureMode:
+        cudaStreamCaptureModeGlobal = 0
+
+    def __init__(self, stream_error: Error = Error.cudaSuccess) -> None:
+        super().__init__("cuda.bindings.runtime")
+        self.stream_error, self.calls = stream_error, []
+
+    def __getattr__(self, name: str):
+        if not name.startswith("cuda"):
+            raise AttributeError(name)
+        replies = {"cudaStreamCreate": (self.stream_error, 7), "cudaGetErrorString": (Error.cudaSuccess, b"why"),
+                   "cudaStreamEndCapture": (Error.cudaErrorStreamCaptureInvalidated, None)}
+        return lambda *args: self.calls.append(name) or replies.get(name, (Error.cudaSuccess,))
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    def install(runtime: StandInRuntime) -> StandInRuntime:
+        bindings = types.ModuleType("cuda.bindings")
+        bindings.runtime = runtime
+        monkeypatch.setitem(sys.modules, "cuda", types.ModuleType("cuda"))
+        monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
+        monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", runtime)
+        monkeypatch.setitem(sys.modules, "cuda.bindings.utils", None)  # 12.6.1-12.9.0: int(stream)
+        monkeypatch.setitem(sys.modules, "pycuda", None)  # not installed
+        monkeypatch.setitem(sys.modules, "pycuda.autoinit", None)
+        return runtime
+
+    return install
+
+
+def test_a_failing_cuda_python_falls_back_to_pycuda_and_names_both(stand_in):
+    stand_in(StandInRuntime(stream_error=Error.cudaErrorInsufficientDriver))  # cuda-python 13 on a CUDA 12 driver
+    with pytest.raises(DerainError) as error:
+        tensorrt_backend._cuda_api("auto")
+    message = str(error.value)
+    assert "cuda-python failed (CUDA error cudaErrorInsufficientDriver: why)" in message
+    assert "pycuda is not installed" in message  # it was tried, not skipped
+    with pytest.raises(DerainError, match="cudaErrorInsufficientDriver"):
+        tensorrt_backend._cuda_api("cuda-python")
+
+
+def test_an_engine_that_refuses_capture_ends_it_and_runs_without_a_graph(stand_in):
+    runtime = stand_in(StandInRuntime())
+    cuda = tensorrt_backend._CudaPython()
+
+    def enqueue() -> None:  # execute_async_v3 returned False under capture
+        raise DerainError("TensorRT execute_async_v3 failed")
+
+    assert cuda.capture(enqueue) is None and cuda.graphs == []
+    assert runtime.calls[-3:] == ["cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGetLastError"]
