@@ -26,4 +26,4 @@ follow_imports = silent
 ignore_errors = True
 INI
 MYPYPATH="$work/stubs" "$work/venv/bin/mypy" --config-file "$work/mypy.ini" \
-    derain/engines derain/runtime/tensorrt_backend.py
+    derain/engines derain/runtime/tensorrt_backend.py scripts/device_smoke.py

@@ -54,8 +54,8 @@ def sort_key_names(model) -> list[str]:  # noqa: ANN001 - onnx.ModelProto
     return names
 
 
-def _with_outputs(model, names: list[str]) -> bytes:  # noqa: ANN001
-    """The serialized graph with `names` (int64 tensors) as extra outputs."""
+def key_outputs_model(model, names: list[str]) -> bytes:  # noqa: ANN001
+    """The serialized graph with `names` (the int64 sort keys) as extra outputs."""
     from onnx import TensorProto, helper
 
     copy = type(model)()
@@ -165,7 +165,7 @@ def check_parity(model: DerainNet, onnx_path: str | Path, inputs: list[np.ndarra
     if len(key_names) != len(model.nonlocal_attentions()):
         raise DerainError(f"{onnx_path}: found {len(key_names)} NAB sort keys in the graph, the model has "
                           f"{len(model.nonlocal_attentions())} NABs: not an export of this model")
-    onnx_runner = OnnxrtRunner(SessionFromOnnx(_with_outputs(graph, key_names), providers=["CPUExecutionProvider"]),
+    onnx_runner = OnnxrtRunner(SessionFromOnnx(key_outputs_model(graph, key_names), providers=["CPUExecutionProvider"]),
                                name="onnxrt")
     feeds = [{INPUT_NAME: x} for x in inputs]
     with quiet_polygraphy(), np.errstate(divide="ignore", invalid="ignore"):  # relative errors at zeros
