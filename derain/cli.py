@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from . import __version__
+from .data import DEFAULT_MAX_IMAGE_PIXELS
 from .errors import DerainError
 from .model.config import CONFIGS
 
@@ -61,7 +62,9 @@ def _info(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> None:
     from .deraining import derain_paths
 
-    derain_paths(args.inputs, args.output, lambda: _backend(args))
+    if args.max_image_pixels < 1:
+        raise DerainError(f"--max-image-pixels {args.max_image_pixels}: must be at least 1")
+    derain_paths(args.inputs, args.output, lambda: _backend(args), args.max_image_pixels)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -328,7 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="derain images, folders or video files (the main job)", formatter_class=defaults)
     run.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image, folder or video file")
     run.add_argument("-o", "--output", required=True, type=Path,
-                     help="output file (one input file) or folder (outputs keep their names)")
+                     help="output file (one input file) or folder (outputs keep their names); never one of the inputs")
+    run.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
+                     help="refuse larger images before decoding them (read from the file's header)")
     _add_backend_options(run)
     run.set_defaults(func=_run)
 

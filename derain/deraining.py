@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .atomic import ensure_directory
+from .data import DEFAULT_MAX_IMAGE_PIXELS
 from .data.io import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, files_in, is_image, is_video, open_video, read_image,
                       write_image)
 from .errors import DerainError
@@ -55,7 +56,7 @@ def plan_jobs(inputs: list[Path], output: Path) -> list[Job]:
         if is_image(source) != is_image(output) or not (is_image(output) or is_video(output)):
             kind = "an image" if is_image(source) else "a video"
             raise DerainError(f"{output}: output must be {kind} file like {source.name} ({_SUPPORTED})")
-        return [Job(source, output)]
+        return _never_over_an_input([Job(source, output)], sources)
     if output.is_file():
         raise DerainError(f"{output}: is a file; give a folder for folder or multiple inputs")
     jobs = [Job(source, output / source.name) for source in sources]
@@ -64,11 +65,21 @@ def plan_jobs(inputs: list[Path], output: Path) -> list[Job]:
         if job.target in seen:
             raise DerainError(f"{job.source}: would overwrite the output of {seen[job.target]} ({job.target})")
         seen[job.target] = job.source
+    return _never_over_an_input(jobs, sources)
+
+
+def _never_over_an_input(jobs: list[Job], sources: list[Path]) -> list[Job]:
+    """Refuse, before any work, an output that would replace one of the inputs (the user's original)."""
+    originals = {source.resolve() for source in sources}
+    for job in jobs:
+        if job.target.resolve() in originals:
+            raise DerainError(f"{job.target}: is one of the inputs; derain never overwrites an input "
+                              "(give another output file or folder)")
     return jobs
 
 
-def derain_image(backend: Backend, job: Job) -> None:
-    image = read_image(job.source)
+def derain_image(backend: Backend, job: Job, max_image_pixels: int) -> None:
+    image = read_image(job.source, max_image_pixels)
     write_image(job.target, image.with_rgb(np.clip(backend.infer_rgb(image.rgb), 0.0, 1.0)))
 
 
@@ -98,12 +109,12 @@ def derain_video(backend: Backend, job: Job) -> None:
     sink.close()
 
 
-def verify_inputs(jobs: list[Job]) -> None:
+def verify_inputs(jobs: list[Job], max_image_pixels: int) -> None:
     """Decode every image and the first frame of every video, so that a corrupt file stops the run
     before any output is written, not halfway through a folder."""
     for job in tqdm(jobs, desc="checking inputs", unit="file", disable=len(jobs) < 8):
         if not job.video:
-            read_image(job.source)
+            read_image(job.source, max_image_pixels)
             continue
         capture, _ = open_video(job.source)
         try:
@@ -113,16 +124,17 @@ def verify_inputs(jobs: list[Job]) -> None:
             capture.release()
 
 
-def derain_paths(inputs: list[Path], output: Path, open_backend: Callable[[], Backend]) -> list[Job]:
+def derain_paths(inputs: list[Path], output: Path, open_backend: Callable[[], Backend],
+                 max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> list[Job]:
     """Check every input and the output first, then open the backend and derain; returns the jobs."""
     jobs = plan_jobs(inputs, output)
-    verify_inputs(jobs)
+    verify_inputs(jobs, max_image_pixels)
     for folder in {job.target.parent for job in jobs}:
         ensure_directory(folder)
     with open_backend() as backend:
         images = [job for job in jobs if not job.video]
         for job in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
-            derain_image(backend, job)
+            derain_image(backend, job, max_image_pixels)
         for job in jobs:
             if job.video:
                 derain_video(backend, job)

@@ -326,3 +326,65 @@ def test_an_unwritable_location_is_one_line_even_when_cleanup_fails(tmp_path, mo
     with pytest.raises(DerainError, match="out.png: cannot write .Read-only file system"):
         with atomic_path(tmp_path / "out.png"):
             raise OSError(30, "Read-only file system")
+
+
+@pytest.mark.parametrize("output", ["same file", "same folder"])
+def test_an_output_that_would_replace_an_input_is_refused_before_any_work(tmp_path, tiny_checkpoint, output):
+    photo = tmp_path / "photo.png"
+    original = _write_image(photo)
+    before = photo.read_bytes()
+    target = photo if output == "same file" else tmp_path
+    line = _one_error_line(run_derain("run", photo, "-o", target, "--checkpoint", tiny_checkpoint))
+    assert "is one of the inputs" in line and str(photo) in line
+    assert photo.read_bytes() == before and cv2.imread(str(photo)).shape == original.shape
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
+def test_a_phone_jpeg_with_exif_orientation_comes_back_upright(tmp_path, tiny_checkpoint):
+    """EXIF orientation 6: the stored pixels are turned; a viewer shows them 90 degrees clockwise."""
+    from PIL import Image as PILImage
+
+    stored = np.zeros((40, 64, 3), np.uint8)
+    stored[:, :32] = 255  # left half white as stored: the top half once shown upright
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    PILImage.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    result = run_derain("run", tmp_path / "phone.jpg", "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 0, result.stderr
+    shown = PILImage.open(tmp_path / "phone.jpg")
+    from PIL import ImageOps
+
+    upright = np.asarray(ImageOps.exif_transpose(shown))
+    output = cv2.imread(str(tmp_path / "out" / "phone.jpg"), cv2.IMREAD_UNCHANGED)
+    assert output.shape == upright.shape == (64, 40, 3)  # as a viewer shows the input
+    assert output[:32].mean() > output[32:].mean() + 50  # the white half is on top, as shown
+
+
+def test_a_huge_image_is_refused_from_its_header_before_decoding(tmp_path, tiny_checkpoint):
+    """A 20000x20000 PNG of one colour is a few hundred KB; decoded as float32 RGB it is 4.5 GiB."""
+    import zlib
+
+    huge = tmp_path / "huge.png"
+    row = b"\x00" + bytes(20_000)  # filter byte + one gray row
+    chunk = lambda kind, data: (len(data).to_bytes(4, "big") + kind + data  # noqa: E731
+                                + zlib.crc32(kind + data).to_bytes(4, "big"))
+    header = (20_000).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * 20_000, 9))
+                     + chunk(b"IEND", b""))
+    assert huge.stat().st_size < 2_000_000
+    line = _one_error_line(run_derain("run", huge, "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint))
+    assert str(huge) in line and "20000x20000 is 400 MP" in line and "--max-image-pixels" in line
+    small = tmp_path / "small.png"
+    _write_image(small, shape=(30, 40, 3))
+    line = _one_error_line(run_derain("run", small, "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint,
+                                      "--max-image-pixels", "1000"))
+    assert "40x30 is 0 MP" in line and _no_files(tmp_path / "out")
+
+
+def test_a_png_named_jpg_is_read_by_its_content(tmp_path, tiny_checkpoint):
+    pixels = _write_image(tmp_path / "real.png")
+    misnamed = tmp_path / "photo.jpg"
+    misnamed.write_bytes((tmp_path / "real.png").read_bytes())
+    result = run_derain("run", misnamed, "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 0, result.stderr
+    assert cv2.imread(str(tmp_path / "out" / "photo.jpg")).shape == pixels.shape

@@ -57,9 +57,10 @@ PERCENTILE = 99.99
 
 
 def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Path, percentile: float | None = PERCENTILE,
-                  float_image_convs: bool = True) -> Path:
+                  float_image_convs: bool = True, output_qdq: bool = False) -> Path:
     """`source` FP32 ONNX -> INT8 Q/DQ ONNX at `target`. percentile=None calibrates MinMax;
-    benchmarks/int8_calibration.py measures the choices."""
+    output_qdq=True also quantizes the outputs of Conv/Gemm/MatMul (the placement before TensorRT's
+    guidance was followed); benchmarks/int8_calibration.py and int8.py measure the choices."""
     import onnx
     from onnx import version_converter
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -103,7 +104,7 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Pat
                     "QuantizeBias": False,  # INT32 bias DequantizeLinear is not a TensorRT input type
                     # TensorRT fuses Q/DQ into the op that reads them; a Q/DQ on a Conv's output is one
                     # more rounding, and one more kernel where the next op is not quantized.
-                    "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
+                    "OpTypesToExcludeOutputQuantization": [] if output_qdq else list(QUANTIZED_OPS),
                 },
             )
         quantized = version_converter.convert_version(onnx.load(str(tmp)), QDQ_OPSET)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import DerainError
+from . import DEFAULT_MAX_IMAGE_PIXELS
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
@@ -53,32 +54,79 @@ class Image:
         return Image(rgb, self.dtype, self.grayscale, self.alpha)
 
 
-def truncation(path: Path) -> str | None:
+_MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"BM": "BMP"}
+
+
+def image_format(path: Path) -> str | None:
+    """"PNG", "JPEG" or "BMP" from the file's first bytes (its name may say otherwise), or None."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+
+
+def header_size(path: Path, kind: str | None) -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG or BMP header, without decoding the pixels; None if unknown."""
+    with open(path, "rb") as handle:
+        if kind == "PNG":
+            handle.seek(16)
+            data = handle.read(8)
+            return (int.from_bytes(data[:4], "big"), int.from_bytes(data[4:], "big")) if len(data) == 8 else None
+        if kind == "BMP":
+            handle.seek(18)
+            data = handle.read(8)
+            if len(data) < 8:
+                return None
+            return abs(int.from_bytes(data[:4], "little", signed=True)), abs(int.from_bytes(data[4:], "little", signed=True))
+        if kind != "JPEG":
+            return None
+        handle.seek(2)
+        while (marker := handle.read(2)) and len(marker) == 2 and marker[0] == 0xFF:
+            if marker[1] in (0x01, *range(0xD0, 0xD9)):  # markers without a length
+                continue
+            length = int.from_bytes(handle.read(2), "big")
+            if 0xC0 <= marker[1] <= 0xCF and marker[1] not in (0xC4, 0xC8, 0xCC):  # a start of frame
+                data = handle.read(5)
+                return (int.from_bytes(data[3:5], "big"), int.from_bytes(data[1:3], "big")) if len(data) == 5 else None
+            handle.seek(length - 2, os.SEEK_CUR)
+    return None
+
+
+def truncation(path: Path, kind: str | None) -> str | None:
     """Why a JPEG or PNG file is cut short, or None. libjpeg decodes a truncated JPEG with a grey
     fill and a warning on stderr, so the end marker is checked first (JPEG: EOI after the last
     scan, possibly followed by padding; PNG: the IEND chunk)."""
-    suffix = path.suffix.lower()
-    if suffix not in (".jpg", ".jpeg", ".png"):
+    if kind not in ("JPEG", "PNG"):
         return None
     with open(path, "rb") as handle:
         handle.seek(0, os.SEEK_END)
         handle.seek(max(0, handle.tell() - 4096))
         tail = handle.read().rstrip(b"\x00")
-    if suffix == ".png" and b"IEND" not in tail[-12:]:
+    if kind == "PNG" and b"IEND" not in tail[-12:]:
         return "truncated PNG (no IEND chunk at the end)"
-    if suffix != ".png" and not tail.endswith(b"\xff\xd9"):
+    if kind == "JPEG" and not tail.endswith(b"\xff\xd9"):
         return "truncated JPEG (no end-of-image marker)"
     return None
 
 
-def read_image(path: str | Path) -> Image:
+def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image:
+    """Decode an image by its content, upright: a JPEG's EXIF orientation is applied, so the
+    output shows as the input shows (and is written without EXIF)."""
     path = Path(path)
-    problem = truncation(path) if path.is_file() else None
+    kind = image_format(path) if path.is_file() else None
+    problem = truncation(path, kind)
     if problem:
         raise DerainError(f"{path}: cannot read image: {problem}")
-    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    size = header_size(path, kind) if kind else None
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise DerainError(f"{path}: {size[0]}x{size[1]} is {size[0] * size[1] / 1e6:.0f} MP, above the limit of "
+                          f"{max_pixels / 1e6:.0f} MP (--max-image-pixels; decoding it takes "
+                          f"{size[0] * size[1] * 12 / 2**30:.1f} GiB)")
+    # IMREAD_UNCHANGED keeps alpha and 16 bits but ignores EXIF orientation; a JPEG has neither.
+    flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH if kind == "JPEG" else cv2.IMREAD_UNCHANGED
+    pixels = cv2.imread(str(path), flags)
     if pixels is None:
-        raise DerainError(f"{path}: cannot read image (corrupt, empty or not a {path.suffix} file)")
+        what = "corrupt or empty" if kind else "not a PNG, JPEG or BMP image by its content"
+        raise DerainError(f"{path}: cannot read image ({what})")
     if pixels.dtype not in _MAX_VALUE:
         raise DerainError(f"{path}: unsupported pixel type {pixels.dtype} (need 8- or 16-bit)")
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
