@@ -162,7 +162,7 @@ def _export(args: argparse.Namespace) -> None:
     if args.fp16:
         fp16 = convert_to_fp16(path, path.with_suffix(".fp16.onnx"))
         progress.update()
-        tqdm.write(f"wrote {fp16} (FP16; LayerNorm, Softmax, the NAB sort and position maps kept FP32)")
+        tqdm.write(f"wrote {fp16} (FP16; LayerNorm, Softmax, the NAB sort, position maps and full-image reductions kept FP32)")
     progress.close()
     if args.lint:
         _print_lint(path, args.targets)
