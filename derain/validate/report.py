@@ -103,8 +103,10 @@ def input_shape(onnx_path: Path) -> list[int]:
 def validate(models: dict[str, Path], pairs: list[Pair], max_loss_db: float, data: str) -> tuple[Report, dict]:
     """models: precision -> ONNX (or engine) path, with "fp32" the reference. Returns the report and
     the outputs of the worst image, for the crops figure."""
+    import onnxruntime
     from polygraphy.comparator import Comparator
 
+    onnxruntime.set_default_logger_severity(3)  # errors only: FP16 graphs log a warning per FP16 Mul on CPU
     for precision, path in models.items():
         if not Path(path).is_file():
             raise DerainError(f"{path}: no such {precision} model")
