@@ -1,0 +1,47 @@
+"""A checkpoint scored on a training run's own validation pairs, exactly as the trainer scores its
+EMA (per source folder too): what a run's shipping rule compares against.
+
+    python benchmarks/run_validation.py --run runs/long [--checkpoint derain/checkpoints/realtime.pt] [-o out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from derain.atomic import atomic_path
+from derain.data.datasets import TrainingData
+from derain.model import bundled_checkpoint_path, load_checkpoint
+from derain.train.evaluate import mean_scores, score_pairs
+from derain.train.loop import TrainSettings
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="run folder with last.pt")
+    parser.add_argument("--checkpoint", type=Path, default=bundled_checkpoint_path())
+    parser.add_argument("-o", "--output", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    state = torch.load(args.run / "last.pt", map_location="cpu", weights_only=True)
+    settings = TrainSettings.from_dict(state["settings"])
+    data = TrainingData(settings.data, settings.batch, lambda step: 64, settings.seed)
+    pairs, sources = data.validation_pairs(), data.validation_sources()
+    model, _ = load_checkpoint(args.checkpoint)
+    rows, _ = score_pairs(model.eval(), pairs, progress=False)
+    result = {"command": "python benchmarks/run_validation.py " + " ".join(sys.argv[1:]), "run": str(args.run),
+              "checkpoint": str(args.checkpoint), **mean_scores(rows),
+              "sources": {s: mean_scores([r for r, t in zip(rows, sources) if t == s]) for s in dict.fromkeys(sources)}}
+    if args.output:
+        with atomic_path(args.output) as tmp:
+            tmp.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
