@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import typing
 from pathlib import Path
 
 from . import __version__
@@ -135,6 +136,9 @@ def _eval(args: argparse.Namespace) -> None:
         record_in_checkpoint(args.checkpoint, key, summary)
 
 
+MAX_EXPORT_SIDE = 8192
+
+
 def _export(args: argparse.Namespace) -> None:
     import onnx  # noqa: F401 - before any output: a missing extra is the one line printed
     import onnxsim  # noqa: F401
@@ -147,6 +151,12 @@ def _export(args: argparse.Namespace) -> None:
     from .model import load_checkpoint
     from .model.checkpoint import bundled_checkpoint_path
 
+    for option, value in (("--height", args.height), ("--width", args.width)):
+        if not 1 <= value <= MAX_EXPORT_SIDE:
+            raise DerainError(f"{option} {value}: from 1 to {MAX_EXPORT_SIDE} pixels (TensorRT tensors hold at most "
+                              "2**31 elements, and a 16-channel full-resolution feature map of 8192x8192 is half that)")
+    if args.batch < 1:
+        raise DerainError(f"--batch {args.batch}: must be at least 1")
     model, _ = load_checkpoint(args.checkpoint)
     weights = file_sha256(args.checkpoint or bundled_checkpoint_path())
     steps = ["export", "parity"] + ["fp16"] * args.fp16
@@ -284,8 +294,9 @@ def _stream(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from .runtime.bench import run_bench, save_results
+    from .runtime.bench import parse_sizes, run_bench, save_results
 
+    parse_sizes(args.sizes)  # before the backend loads: a bad size is the one line printed
     with _backend(args) as backend:
         results = run_bench(backend, args.sizes, warmup=args.warmup, iterations=args.iterations)
     print(json.dumps(results, indent=2))
@@ -321,9 +332,18 @@ class _ShowDefaults(argparse.HelpFormatter):
         return help_text
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with derain's one-line errors: the usage line, then `derain: error: ...`, exit 1
+    (argparse would print `derain train: error:` and exit 2). Subcommands inherit it."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"derain: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="derain", description="Derain images and video with a dual-stage "
-                                     "(masked / non-local attention) transformer.")
+    parser = _Parser(prog="derain", description="Derain images and video with a dual-stage "
+                     "(masked / non-local attention) transformer.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     defaults = _ShowDefaults

@@ -388,3 +388,26 @@ def test_a_png_named_jpg_is_read_by_its_content(tmp_path, tiny_checkpoint):
     result = run_derain("run", misnamed, "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint)
     assert result.returncode == 0, result.stderr
     assert cv2.imread(str(tmp_path / "out" / "photo.jpg")).shape == pixels.shape
+
+
+@pytest.mark.parametrize("args,names", [
+    (["train", "--no-such-option", "-o", "x"], "unrecognized arguments: --no-such-option"),
+    (["export", "--height", "100000", "--width", "100000", "-o", "m.onnx"], "--height 100000: from 1 to 8192"),
+    (["export", "--height", "720", "--width", "0", "-o", "m.onnx"], "--width 0: from 1 to 8192"),
+    (["bench", "--sizes", "0x0"], "--sizes 0x0: 0x0 has no pixels"),
+    (["run", "in.png", "-o", "out", "--max-image-pixels", "0"], "--max-image-pixels 0"),
+])
+def test_bad_values_are_one_derain_error_line_and_exit_1(tmp_path, args, names):
+    result = subprocess_in(tmp_path, args)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("derain: error: ") and names in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def subprocess_in(folder: Path, args: list[str]):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "derain", *args], capture_output=True, text=True, cwd=folder,
+                          timeout=300)

@@ -28,6 +28,8 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
             width, height = (int(v) for v in item.lower().split("x"))
         except ValueError:
             raise DerainError(f"--sizes {text}: expected WxH[,WxH...], e.g. 640x360,1280x720") from None
+        if width < 1 or height < 1:
+            raise DerainError(f"--sizes {text}: {item} has no pixels; sizes are at least 1x1")
         sizes.append((width, height))
     return sizes
 
