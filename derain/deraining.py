@@ -5,7 +5,7 @@ every file is written atomically, and nothing is left of a video that fails half
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +14,11 @@ from tqdm import tqdm
 
 from .atomic import ensure_directory
 from .data import DEFAULT_MAX_IMAGE_PIXELS
-from .data.io import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, files_in, is_image, is_video, open_video, read_image,
-                      write_image)
+from .data.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, files_in, is_image, is_video, read_image, write_image
+from .data.video import VideoReader
 from .errors import DerainError
 from .runtime.backend import Backend
 from .runtime.sinks import VideoFileSink
-from .runtime.sources import Source, SourceSpec
 
 _SUPPORTED = f"images: {' '.join(IMAGE_EXTENSIONS)}; videos: {' '.join(VIDEO_EXTENSIONS)}"
 
@@ -83,21 +82,17 @@ def derain_image(backend: Backend, job: Job, max_image_pixels: int) -> None:
     write_image(job.target, image.with_rgb(np.clip(backend.infer_rgb(image.rgb), 0.0, 1.0)))
 
 
-def frames_of(source: Source) -> Iterator[np.ndarray]:
-    while (frame := source.read()) is not None:
-        yield frame
-
-
 def derain_video(backend: Backend, job: Job) -> None:
-    source = SourceSpec("file", str(job.source)).open()
+    """Frame by frame, into a file with the source's rate, timestamps, rotation, audio and subtitles."""
+    source = VideoReader(job.source)
     sink = None
     try:
-        frames = tqdm(frames_of(source), total=source.frames or None, desc=job.source.name, unit="frame")
+        frames = tqdm(source, total=source.frames or None, desc=job.source.name, unit="frame")
         for frame in frames:
             derained = backend.infer([frame])[0]
             if sink is None:
-                sink = VideoFileSink(job.target, source.fps, (derained.shape[1], derained.shape[0]))
-            sink.write(derained)
+                sink = VideoFileSink(job.target, float(source.rate), (derained.shape[1], derained.shape[0]), source)
+            sink.write(derained, source.pts)
     except BaseException:
         if sink is not None:
             sink.abort()
@@ -116,12 +111,7 @@ def verify_inputs(jobs: list[Job], max_image_pixels: int) -> None:
         if not job.video:
             read_image(job.source, max_image_pixels)
             continue
-        capture, _ = open_video(job.source)
-        try:
-            if not capture.read()[0]:
-                raise DerainError(f"{job.source}: video has no readable frames")
-        finally:
-            capture.release()
+        VideoReader(job.source).close()  # opening decodes the first frame
 
 
 def derain_paths(inputs: list[Path], output: Path, open_backend: Callable[[], Backend],

@@ -10,7 +10,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import atomic_path
-from ..data.io import files_in, from_pixels, is_video, open_video, pad_to, read_frames, read_image
+from ..data.io import files_in, from_pixels, is_video, pad_to, read_image
+from ..data.video import VideoReader
 from ..errors import DerainError
 from ..export.names import INPUT_NAME
 
@@ -31,19 +32,20 @@ def tile(rgb: np.ndarray, height: int, width: int, rng: np.random.Generator) -> 
 
 
 def _video_frames(path: Path, count: int) -> list[np.ndarray]:
-    capture, info = open_video(path)
+    reader = VideoReader(path)
+    frames = iter(reader)
     try:
-        if info.frames <= 0:  # unknown length: read it all, then choose
-            frames = list(read_frames(capture))
-            return [from_pixels(frames[i]) for i in spread_indices(len(frames), count)]
-        wanted = set(spread_indices(info.frames, count))
+        if reader.frames <= 0:  # unknown length: read it all, then choose
+            everything = list(frames)
+            return [from_pixels(everything[i]) for i in spread_indices(len(everything), count)]
+        wanted = set(spread_indices(reader.frames, count))
         chosen = []
-        for index, frame in enumerate(tqdm(read_frames(capture), total=info.frames, desc=path.name, unit="frame")):
+        for index, frame in enumerate(tqdm(frames, total=reader.frames, desc=path.name, unit="frame")):
             if index in wanted:
                 chosen.append(from_pixels(frame))
         return chosen
     finally:
-        capture.release()
+        reader.close()
 
 
 def sample_frames(source: str | Path, count: int, height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -7,7 +7,6 @@ converted back on output (gray stays gray, alpha is kept); 16-bit images keep th
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +19,6 @@ from . import DEFAULT_MAX_IMAGE_PIXELS
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
-# FourCC per container; all are written by the FFmpeg inside the opencv-python wheel.
-_FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 _MAX_VALUE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 # OpenCV's own log lines would come before our one-line errors; see also derain/__init__.py.
@@ -170,45 +167,3 @@ def write_image(path: str | Path, image: Image) -> None:
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), pixels):
             raise DerainError(f"{path}: OpenCV could not write this image")
-
-
-@dataclass
-class VideoInfo:
-    frames: int  # as the container reports it; may be approximate
-    fps: float
-    width: int
-    height: int
-
-
-def open_video(path: str | Path) -> tuple[cv2.VideoCapture, VideoInfo]:
-    path = Path(path)
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise DerainError(f"{path}: cannot open video (corrupt or unsupported codec)")
-    info = VideoInfo(
-        frames=int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
-        fps=capture.get(cv2.CAP_PROP_FPS) or 25.0,
-        width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-        height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-    )
-    if info.width <= 0 or info.height <= 0:
-        capture.release()
-        raise DerainError(f"{path}: video has no readable frames")
-    return capture, info
-
-
-def read_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
-    """uint8 BGR frames until the stream ends."""
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return
-        yield frame
-
-
-def video_writer(path: Path, info: VideoInfo) -> cv2.VideoWriter:
-    fourcc = cv2.VideoWriter_fourcc(*_FOURCC[path.suffix.lower()])
-    writer = cv2.VideoWriter(str(path), fourcc, info.fps, (info.width, info.height))
-    if not writer.isOpened():
-        raise DerainError(f"{path}: OpenCV cannot write this video")
-    return writer

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..atomic import ensure_directory, temporary_path
-from ..data.io import VIDEO_EXTENSIONS, VideoInfo, is_video, open_video, video_writer
+from ..data.io import VIDEO_EXTENSIONS, is_video
+from ..data.video import VideoReader, VideoWriter, frames_in
 from ..errors import DerainError
 
 SCHEMES = "display://N, a video file, a folder, rtsp://... or null"
@@ -44,33 +46,43 @@ class DisplaySink(Sink):
 
 class VideoFileSink(Sink):
     """Written under a temporary name and renamed on close, which also runs on Ctrl-C: what was
-    written by then is a complete, playable file.
+    written by then is a complete, playable file. Through PyAV (data/video.py); given the `source`
+    file, with its rate, timestamps, rotation, audio and subtitles.
 
-    OpenCV's encoders round odd sizes down to even ones (a 161x121 video came out 160x120): odd
-    frames get one replicated row or column instead, so no pixel is lost. OpenCV's writer reports
-    no write errors (a full disk gave an unplayable 16 KiB file and exit 0), so `close` reads the
-    file back and refuses it, in one line, unless every frame is there."""
+    yuv420p needs even sizes: odd frames get one replicated row or column, so no pixel is lost.
+    `close` reads the file back and refuses it, in one line, unless every frame is there (a full
+    disk must not pass as a short video)."""
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], source: VideoReader | None = None) -> None:
         ensure_directory(path.parent)
-        self.path, self.tmp, self.frames = path, temporary_path(path), 0
+        self.path, self.tmp, self.frames, self.aborted = path, temporary_path(path), 0, False
         self.pad = (size[1] % 2, size[0] % 2)  # (rows, columns) to add
-        self.writer = video_writer(self.tmp, VideoInfo(frames=0, fps=fps, width=size[0] + self.pad[1],
-                                                       height=size[1] + self.pad[0]))
+        rate = source.rate if source is not None else Fraction(fps).limit_denominator(1001)
+        self.writer = VideoWriter(self.tmp, path, (size[0] + self.pad[1], size[1] + self.pad[0]), rate, source)
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: np.ndarray, pts: int | None = None) -> None:
         if any(self.pad):
             frame = cv2.copyMakeBorder(frame, 0, self.pad[0], 0, self.pad[1], cv2.BORDER_REPLICATE)
-        self.writer.write(frame)
+        try:
+            self.writer.write(frame, pts)
+        except DerainError:  # a full disk: nothing half-written stays
+            self.abort()
+            raise
         self.frames += 1
 
     def close(self) -> None:
         """Finalize what was written (a stream stopped by Ctrl-C keeps its recording)."""
-        self.writer.release()
+        if self.aborted:
+            return
+        try:
+            self.writer.close()
+        except DerainError:
+            self.abort()
+            raise
         if not self.frames:
             self.tmp.unlink(missing_ok=True)
             return
-        written = _frames_in(self.tmp)
+        written = frames_in(self.tmp)
         if written != self.frames:
             self.tmp.unlink(missing_ok=True)
             reason = "disk full?" if written < self.frames else "the file does not read back"
@@ -80,7 +92,8 @@ class VideoFileSink(Sink):
 
     def abort(self) -> None:
         """Discard everything (`derain run` leaves no half-derained video behind)."""
-        self.writer.release()
+        self.aborted = True
+        self.writer.abort()
         self.tmp.unlink(missing_ok=True)
 
 
@@ -120,16 +133,6 @@ class RtspSink(Sink):
 
     def close(self) -> None:
         self.writer.release()
-
-
-def _frames_in(path: Path) -> int:
-    """Frames a written video file holds as read back (0 if it does not open)."""
-    try:
-        capture, info = open_video(path)
-    except DerainError:
-        return 0
-    capture.release()
-    return info.frames
 
 
 @dataclass(frozen=True)

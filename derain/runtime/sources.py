@@ -10,7 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.io import files_in, is_image, is_video, open_video
+from ..data.io import files_in, is_image, is_video
+from ..data.video import VideoReader
 from ..errors import DerainError
 
 SCHEMES = "a video file, a folder of images, /dev/videoN, v4l2:///dev/videoN, csi://N or rtsp://..."
@@ -51,6 +52,20 @@ class CaptureSource(Source):
 
     def close(self) -> None:
         self.capture.release()
+
+
+class VideoFileSource(Source):
+    """A video file through PyAV: upright frames, the exact rate, timestamps (data/video.py)."""
+
+    def __init__(self, path: Path) -> None:
+        self.reader = VideoReader(path)
+        self.fps, self.frames = float(self.reader.rate), self.reader.frames
+
+    def read(self) -> np.ndarray | None:
+        return self.reader.read()
+
+    def close(self) -> None:
+        self.reader.close()
 
 
 class FolderSource(Source):
@@ -155,10 +170,4 @@ class SourceSpec:
             return CaptureSource(capture, self.location, live=True)
         if self.kind == "folder":
             return FolderSource(Path(self.location))
-        capture, _ = open_video(self.location)
-        if not capture.read()[0]:
-            capture.release()
-            raise DerainError(f"{self.location}: video has no readable frames")
-        capture.release()
-        capture, _ = open_video(self.location)  # reopen at the first frame
-        return CaptureSource(capture, self.location, live=False)
+        return VideoFileSource(Path(self.location))
