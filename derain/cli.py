@@ -73,9 +73,20 @@ def _train(args: argparse.Namespace) -> None:
     from .train import TrainSettings, train
     from .train.loop import parse_patches
 
-    if args.steps < 1:
-        raise DerainError(f"--steps {args.steps}: must be at least 1")
-    mix = tuple(float(w) for w in args.mix.split(","))
+    for option, value, least in (("--steps", args.steps, 1), ("--batch", args.batch, 1), ("--val-every", args.val_every, 1),
+                                 ("--save-every", args.save_every, 1), ("--workers", args.workers, 0)):
+        if value < least:
+            raise DerainError(f"{option} {value}: must be at least {least}")
+    for option, value in (("--lr", args.lr), ("--time-budget", args.time_budget)):
+        if value is not None and not value > 0:
+            raise DerainError(f"{option} {value}: must be positive")
+    if not 0 <= args.val_fraction < 1 or args.fft_weight < 0:
+        bad = ("--val-fraction", args.val_fraction) if not 0 <= args.val_fraction < 1 else ("--fft-weight", args.fft_weight)
+        raise DerainError(f"{bad[0]} {bad[1]}: out of range (--val-fraction from 0 up to 1, --fft-weight at least 0)")
+    try:
+        mix = tuple(float(w) for w in args.mix.split(","))
+    except ValueError:
+        mix = ()
     if len(mix) not in (3, 4) or min(mix) < 0:
         raise DerainError(f"--mix {args.mix!r}: three or four non-negative weights (pairs,synthetic,transplant[,rainless])")
     if args.haze is not None and not 0 <= args.haze < 1:
@@ -206,8 +217,9 @@ def _lint(args: argparse.Namespace) -> None:
 
 
 def _calib(args: argparse.Namespace) -> None:
-    if args.num < 1:
-        raise DerainError(f"--num {args.num}: must be at least 1")
+    for option, value in (("--num", args.num), ("--height", args.height), ("--width", args.width)):
+        if value < 1:
+            raise DerainError(f"{option} {value}: must be at least 1")
     from .calib.frames import sample_frames, save_calibration
 
     frames = sample_frames(args.source, args.num, args.height, args.width, seed=args.seed)
@@ -229,6 +241,8 @@ def _validate(args: argparse.Namespace) -> None:
     from .data.pairs import load_pairs
     from .validate.report import validate, write_report
 
+    if not args.max_loss_db >= 0:
+        raise DerainError(f"--max-loss-db {args.max_loss_db}: a loss in dB, 0 or more")
     models = {"fp32": args.onnx, "fp16": args.fp16, "int8": args.int8, "engine": args.engine}
     models = {precision: path for precision, path in models.items() if path is not None}
     report, panels = validate(models, load_pairs(args.data), args.max_loss_db, str(args.data))
@@ -510,6 +524,13 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _close_progress_bars() -> None:
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
@@ -519,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
             _set_threads(args.threads)
         args.func(args)
     except DerainError as error:
+        _close_progress_bars()  # the error gets a line of its own, not the end of a bar's
         print(f"derain: error: {error}", file=sys.stderr)
         return 1
     except ModuleNotFoundError as error:

@@ -411,3 +411,77 @@ def subprocess_in(folder: Path, args: list[str]):
 
     return subprocess.run([sys.executable, "-m", "derain", *args], capture_output=True, text=True, cwd=folder,
                           timeout=300)
+
+
+def _pairs(folder: Path, sizes=((40, 48), (40, 48)), corrupt_clean: bool = False) -> Path:
+    for sub, size in zip(("rain", "norain"), sizes):
+        (folder / sub).mkdir(parents=True)
+        _write_image(folder / sub / "1.png", shape=(*size, 3))
+    if corrupt_clean:
+        (folder / "norain" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return folder
+
+
+def _dynamic_onnx(path: Path) -> Path:
+    from onnx import TensorProto, helper, save
+
+    x = helper.make_tensor_value_info("rainy", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    y = helper.make_tensor_value_info("derained", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    save(helper.make_model(helper.make_graph([helper.make_node("Identity", ["rainy"], ["derained"])], "g", [x], [y]),
+                           opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("case,names", [
+    ("train --mix 1,a", "--mix '1,a'"),
+    ("train --lr -1", "--lr -1.0: must be positive"),
+    ("train --patches 64:0.5,128", "--patches '64:0.5,128'"),
+    ("train --patches 64:0.5,128:0.4", "the fractions must sum to 1"),
+    ("train --time-budget 0", "--time-budget 0.0: must be positive"),
+    ("train --time-budget soon", "'soon' is not a duration"),
+    ("train --threads 0", "--threads 0"),
+    ("train --batch 0", "--batch 0"),
+    ("train pairs of two sizes", "a pair must be one size"),
+    ("train a corrupt clean image", "cannot read image"),
+    ("train --resume a corrupt run", "not a derain training checkpoint"),
+    ("eval pairs of two sizes", "a pair must be one size"),
+    ("calib --num 0", "--num 0"),
+    ("calib --height 0", "--height 0"),
+    ("quantize a dynamic ONNX", "dynamic input shape"),
+    ("validate --max-loss-db -1", "--max-loss-db -1.0"),
+])
+def test_each_command_refuses_bad_values_in_one_line(tmp_path, tiny_checkpoint, case, names):
+    """The real command line, each bad value: one `derain: error:` line naming it, exit 1, no traceback."""
+    run_dir = tmp_path / "run"
+    base = ["train", "--model", "tiny", "--clean", "skimage", "--steps", "1", "-o", str(run_dir)]
+    words = case.split()
+    if case == "train pairs of two sizes":
+        args = [*base, "--pairs", str(_pairs(tmp_path / "pairs", ((40, 48), (40, 50))))]
+    elif case == "train a corrupt clean image":
+        args = [*base, "--pairs", str(_pairs(tmp_path / "pairs", corrupt_clean=True))]
+    elif case == "train --resume a corrupt run":
+        run_dir.mkdir()
+        (run_dir / "last.pt").write_bytes(b"not a checkpoint")
+        args = [*base, "--resume"]
+    elif case == "eval pairs of two sizes":
+        args = ["eval", "--checkpoint", str(tiny_checkpoint), "--data", str(_pairs(tmp_path / "pairs", ((40, 48), (44, 48))))]
+    elif words[0] == "calib":
+        (tmp_path / "frames").mkdir()
+        _write_image(tmp_path / "frames" / "a.png")
+        args = ["calib", "--source", str(tmp_path / "frames"), "--num", "4", "--height", "32", "--width", "32",
+                "-o", str(tmp_path / "c.npz"), *words[1:]]
+    elif case == "quantize a dynamic ONNX":
+        np.savez(tmp_path / "c.npz", rainy=np.zeros((1, 3, 32, 32), np.float32))
+        args = ["quantize", str(_dynamic_onnx(tmp_path / "d.onnx")), "--calib", str(tmp_path / "c.npz"),
+                "-o", str(tmp_path / "q.onnx")]
+    elif words[0] == "validate":
+        args = ["validate", "--onnx", str(_dynamic_onnx(tmp_path / "d.onnx")), *words[1:]]
+    else:
+        args = [*base, *words[1:]]
+    result = subprocess_in(tmp_path, args)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("derain: error: ") and names in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    written = {"calib": tmp_path / "c.npz", "quantize": tmp_path / "q.onnx"}.get(words[0])
+    assert written is None or not written.exists()  # nothing half-written

@@ -80,6 +80,9 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Pat
         raise DerainError(f"{source}: not an ONNX model ({type(error).__name__})") from error
     name_nodes(model)  # exclusion works by node name
     origin = read_manifest(source) or describe(model, "fp32", "unknown", None)
+    if not all(isinstance(d, int) and d > 0 for d in origin.input["shape"]):
+        raise DerainError(f"{source}: dynamic input shape {origin.input['shape']}; quantize a static export "
+                          "(derain export --height H --width W)")
     expected = list(origin.input["shape"][1:])
     if list(calibration.shape[1:]) != expected:
         raise DerainError(f"{source}: takes frames of {'x'.join(map(str, expected))}, the calibration frames are "

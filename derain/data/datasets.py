@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from ..errors import DerainError
 from ..model.mask import RainMask
 from .io import is_image, pad_to, read_image
-from .pairs import Pair, pair_paths
+from .pairs import Pair, pair_paths, same_size
 from .synthetic import REAL_HAZE, TRAIN_PHOTOS, add_rain, rain_of_pair, sample_photo, transplant_rain
 
 SOURCES = ("pairs", "synthetic", "transplant", "rainless")
@@ -194,6 +194,16 @@ class TrainingData(Dataset):
                                        for e in (pair[0], (*pair, made[pair]) if pair in made else pair[1])])
         self.layer_images = LazyImages([p for pair in self.rain_pairs for p in pair])
         self.clean_images = LazyImages(self.clean)
+        self._check_files()
+
+    def _check_files(self) -> None:
+        """Decode every file now, so an unreadable image or a pair of two sizes is one line before
+        the first step, not a traceback hours into a run (each decoded image is kept for training)."""
+        for rainy, clean in dict.fromkeys([*self.pairs, *self.rain_pairs, *self.val_pairs]):
+            same_size(rainy, read_rgb8(rainy), clean, read_rgb8(clean))
+        for images in (self.pair_images, self.layer_images, self.clean_images):
+            for index in range(len(images)):
+                images[index]
 
     def __len__(self) -> int:
         return self.length

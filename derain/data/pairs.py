@@ -48,4 +48,13 @@ def load_pairs(source: str | Path, seed: int = 0) -> list[Pair]:
         rng = np.random.default_rng(seed)
         return [(add_rain(clean, rng, style), clean) for clean in map(sample_photo, TEST_PHOTOS)
                 for style in ("light", "heavy", "real")]
-    return [(read_image(rain).rgb, read_image(clean).rgb) for rain, clean in pair_paths(source)]
+    return [same_size(rain, read_image(rain).rgb, clean, read_image(clean).rgb) for rain, clean in pair_paths(source)]
+
+
+def same_size(rain: Path, rainy: np.ndarray, clean: Path, target: np.ndarray) -> Pair:
+    """The pair, or one line naming both files when they differ in size (no pixel-wise score exists)."""
+    if rainy.shape[:2] != target.shape[:2]:
+        size = lambda a: f"{a.shape[1]}x{a.shape[0]}"  # noqa: E731
+        raise DerainError(f"{clean}: {size(target)}, but its rainy pair {rain} is {size(rainy)}; "
+                          "a pair must be one size")
+    return rainy, target

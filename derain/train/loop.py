@@ -85,14 +85,19 @@ class TrainSettings:
 
 
 def parse_patches(text: str) -> tuple[tuple[int, float], ...]:
-    """"64:0.8,128:0.2" -> ((64, 0.8), (128, 0.2)); "96" -> ((96, 1.0),)."""
+    """"64:0.8,128:0.2" -> ((64, 0.8), (128, 0.2)); "96" -> ((96, 1.0),). Several patches need a
+    fraction each, summing to 1."""
     try:
         items = [item.split(":") for item in text.split(",")]
+        if any(len(p) > 2 for p in items) or (len(items) > 1 and any(len(p) != 2 for p in items)):
+            raise ValueError
         patches = tuple((int(p[0]), float(p[1]) if len(p) > 1 else 1.0) for p in items)
     except (ValueError, IndexError):
-        raise DerainError(f"--patches {text!r}: expected PATCH[:FRACTION],... e.g. 64:0.8,128:0.2") from None
+        raise DerainError(f"--patches {text!r}: expected PATCH or PATCH:FRACTION,... e.g. 64:0.8,128:0.2") from None
     if any(p <= 0 or f <= 0 for p, f in patches):
         raise DerainError(f"--patches {text!r}: patches and fractions must be positive")
+    if abs(sum(f for _, f in patches) - 1.0) > 1e-6:
+        raise DerainError(f"--patches {text!r}: the fractions must sum to 1")
     return patches
 
 
@@ -250,7 +255,12 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
     if resume:
         if not last.is_file():
             raise DerainError(f"{last}: nothing to resume (no such file)")
-        state = torch.load(last, map_location=device, weights_only=True)
+        try:
+            state = torch.load(last, map_location=device, weights_only=True)
+            TrainSettings.from_dict(state["settings"]), state["config"], state["step"]  # a run of ours?
+        except Exception as error:  # torch raises zip, pickle and key errors of many kinds
+            raise DerainError(f"{last}: not a derain training checkpoint, or damaged ({type(error).__name__}); "
+                              "start a new run in another folder") from None
         stored = TrainSettings.from_dict(state["settings"])
         settings = replace(stored, workers=settings.workers, device=settings.device,
                            threads=settings.threads or stored.threads)
