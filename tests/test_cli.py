@@ -485,3 +485,27 @@ def test_each_command_refuses_bad_values_in_one_line(tmp_path, tiny_checkpoint, 
     assert "Traceback" not in result.stderr
     written = {"calib": tmp_path / "c.npz", "quantize": tmp_path / "q.onnx"}.get(words[0])
     assert written is None or not written.exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("command", ["export", "quantize"])
+def test_a_full_disk_during_long_work_leaves_the_previous_file_intact(tmp_path, tiny_checkpoint, command):
+    """The file a previous run left (an ONNX, a Q/DQ ONNX) survives a run that the disk stops
+    halfway through its write: one line, exit 1, no temporary left beside it."""
+    import subprocess
+    import sys
+
+    derain = [sys.executable, "-m", "derain"]
+    onnx, qdq = tmp_path / "m.onnx", tmp_path / "q.onnx"
+    export = [*derain, "export", "--checkpoint", str(tiny_checkpoint), "--height", "32", "--width", "32", "-o", str(onnx)]
+    np.savez(tmp_path / "c.npz", rainy=np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32))
+    quantize = [*derain, "quantize", str(onnx), "--calib", str(tmp_path / "c.npz"), "-o", str(qdq)]
+    for command_line in (export, quantize):
+        assert subprocess.run(command_line, capture_output=True, timeout=300).returncode == 0
+    command_line, kept = (export, onnx) if command == "export" else (quantize, qdq)
+    before = kept.read_bytes()
+    result = subprocess.run(command_line, capture_output=True, text=True, timeout=300,
+                            preexec_fn=_with_small_disk(len(before) // 2))
+    lines = [line for line in result.stderr.splitlines() if line.startswith("derain:")]
+    assert result.returncode == 1 and len(lines) == 1 and "cannot write" in lines[0], result.stderr
+    assert kept.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]

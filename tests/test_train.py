@@ -1,6 +1,7 @@
 import json
 import os
 import socket
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,6 +14,7 @@ from derain.data.datasets import (DataSpec, TrainingData, read_rgb8, scene_of, s
                                   tone_aligned)
 from derain.data.pairs import clean_name_candidates, load_pairs, pair_paths
 from derain.data.metrics import psnr_y, ssim_y
+from derain.errors import DerainError
 from derain.model import build_model, get_config, load_checkpoint
 from derain.train import TrainSettings, evaluate, train
 from derain.train.loop import Schedule, parse_patches, plan
@@ -314,3 +316,30 @@ def test_eval_command_scores_every_test_split_and_saves_the_worst(tmp_path, tiny
     assert panel.shape == (40, 3 * 56, 3)  # rainy | derained | clean
     result = run_derain("eval", "--data", "all", "--data-root", tmp_path / "empty")
     assert result.returncode == 1 and "no <dataset>/test" in result.stderr
+
+
+def test_a_full_disk_during_a_save_keeps_the_last_checkpoint_and_the_run_resumes_from_it(tmp_path, monkeypatch):
+    """The save after step 2 fails halfway (the disk is full): one clear error, step 2's last.pt
+    intact and no temporary beside it; resuming then ends where an uninterrupted run ends."""
+    threads = torch.get_num_threads()
+    whole = train(_tiny_settings(threads=1, steps=4), tmp_path / "whole")
+    torch.set_num_threads(threads)
+    real_save = torch.save
+    saves = []
+
+    def full_disk(state, path):  # noqa: ANN001, ANN202
+        saves.append(path)
+        if len(saves) == 3:
+            Path(path).write_bytes(b"half a checkpoint")
+            raise RuntimeError("[enforce fail at inline_container.cc] . PytorchStreamWriter failed writing file")
+        real_save(state, path)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(DerainError, match="last.pt: cannot write"):
+        train(_tiny_settings(threads=1, steps=4), tmp_path / "cut")
+    monkeypatch.setattr(torch, "save", real_save)
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["step"] == 2
+    assert not [p for p in (tmp_path / "cut").iterdir() if ".tmp" in p.name]
+    resumed = train(_tiny_settings(threads=None), tmp_path / "cut", resume=True)
+    torch.set_num_threads(threads)
+    assert [r["loss"] for r in resumed["train"]] == [r["loss"] for r in whole["train"]]

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import math
 import os
@@ -213,7 +214,10 @@ def _save_state(path: Path, model: DerainNet, ema: WeightEMA, optimizer: torch.o
              "optimizer": optimizer.state_dict(), "step": step, "schedule": asdict(schedule),
              "settings": settings.to_dict(), "rng": torch.get_rng_state(), "log": log}
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as error:  # torch's zip writer reports a full disk this way
+            raise OSError(errno.ENOSPC, f"torch could not write the checkpoint ({error})") from error
 
 
 def plot_log(log: dict, path: Path) -> None:
