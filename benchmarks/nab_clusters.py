@@ -4,6 +4,10 @@ chunk of the rearranged sequence reaches (rows and columns one chunk spans, as f
 feature map: a raster strip spans ~0 rows).
 
     python benchmarks/nab_clusters.py --label after [--checkpoint X] [--images DIR] [--num 8]
+        [--crop P | --resize WxH]
+
+`--crop P` measures centre crops of P x P, as training patches see the NAB (a 64 px patch: 256
+tokens at 1/4 resolution); `--resize 1280x720` measures frames as a 720p stream sees it (61,440).
 
 It hooks only `sort_positions` and the NAB modules' inputs, so running it on another checkout
 (PYTHONPATH=<checkout>, --label before) measures that version. Results merge into
@@ -16,12 +20,13 @@ import argparse
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
 import derain.model.nonlocal_attention as nab
 from derain.atomic import atomic_path
-from derain.data.io import files_in, read_image
+from derain.data.io import files_in, pad_to, read_image
 from derain.model import load_checkpoint
 
 
@@ -35,8 +40,17 @@ def chunk_spans(dest: torch.Tensor, height: int, width: int, chunk: int, shift: 
     return float(row_span.median()), float(col_span.median())
 
 
+def prepare(rgb: np.ndarray, crop: int | None, resize: tuple[int, int] | None) -> np.ndarray:
+    """The photo as a training patch (centre crop) or as a stream frame (resized), or as it is."""
+    if crop:
+        rgb = pad_to(rgb, crop, crop)
+        top, left = (rgb.shape[0] - crop) // 2, (rgb.shape[1] - crop) // 2
+        return np.ascontiguousarray(rgb[top : top + crop, left : left + crop])
+    return cv2.resize(rgb, resize, interpolation=cv2.INTER_AREA) if resize else rgb
+
+
 @torch.no_grad()
-def measure(model: torch.nn.Module, images: list[Path]) -> list[dict]:
+def measure(model: torch.nn.Module, images: list[np.ndarray]) -> list[dict]:
     blocks = [m for m in model.modules() if isinstance(m, nab.NonLocalAttention)]
     current: dict = {}
     records: dict[int, list[dict]] = {i: [] for i in range(len(blocks))}
@@ -64,8 +78,8 @@ def measure(model: torch.nn.Module, images: list[Path]) -> list[dict]:
     handles = [block.register_forward_pre_hook(remember(i)) for i, block in enumerate(blocks)]
     nab.sort_positions = recording_sort
     try:
-        for path in images:
-            model(torch.from_numpy(read_image(path).rgb.transpose(2, 0, 1).copy())[None])
+        for rgb in images:
+            model(torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None])
     finally:
         nab.sort_positions = original
         for handle in handles:
@@ -83,6 +97,9 @@ def main() -> None:
     parser.add_argument("--images", type=Path,
                         default=Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "SIRR-real147")
     parser.add_argument("--num", type=int, default=8, help="images, spread over the folder")
+    view = parser.add_mutually_exclusive_group()
+    view.add_argument("--crop", type=int, help="centre crops of this many pixels square (a training patch)")
+    view.add_argument("--resize", help="WxH: frames resized to this (a stream), e.g. 1280x720")
     parser.add_argument("-o", "--output", type=Path,
                         default=Path(__file__).parent / "results" / "nab_clusters.json")
     args = parser.parse_args()
@@ -90,11 +107,14 @@ def main() -> None:
     model, _ = load_checkpoint(args.checkpoint)
     files = files_in(args.images)
     images = [files[i] for i in np.linspace(0, len(files) - 1, min(args.num, len(files))).astype(int)]
-    blocks = measure(model, images)
+    resize = tuple(int(v) for v in args.resize.lower().split("x")) if args.resize else None
+    blocks = measure(model, [prepare(read_image(path).rgb, args.crop, resize) for path in images])
     summary = {k: round(float(np.mean([b[k] for b in blocks])), 3) for k in ("entropy", "largest", "rows", "cols")}
     stored = json.loads(args.output.read_text()) if args.output.is_file() else {}
     stored[args.label] = {"checkpoint": str(args.checkpoint or "bundled"), "config": model.config.name,
-                          "images": [str(p.name) for p in images], "mean_over_blocks": summary, "blocks": blocks}
+                          "images": [str(p.name) for p in images], "view": (f"crop {args.crop}" if args.crop else
+                                                                              f"resize {args.resize}" if resize else "whole"),
+                          "mean_over_blocks": summary, "blocks": blocks}
     with atomic_path(args.output) as tmp:
         tmp.write_text(json.dumps(stored, indent=2) + "\n")
     print(json.dumps(stored[args.label]["mean_over_blocks"]), json.dumps(blocks, indent=1))
