@@ -82,3 +82,24 @@ def test_an_mkv_and_an_avi_come_back_with_every_frame_and_the_exact_rate(tmp_pat
         reader = VideoReader(target)
         assert reader.stream.codec_context.name == codec and len(list(reader)) == FRAMES
         assert reader.rate == RATE
+
+
+def test_an_audio_stream_the_target_cannot_hold_is_left_out_with_a_warning(tmp_path, tiny_checkpoint):
+    """PCM audio from an AVI cannot go into an MP4 as it is: the video is written, the audio left out."""
+    container = av.open(str(tmp_path / "pcm.avi"), "w")
+    video = container.add_stream("mjpeg", rate=25)
+    video.width, video.height, video.pix_fmt = 64, 48, "yuvj420p"
+    audio = container.add_stream("pcm_s16le", rate=16000)
+    for i in range(10):
+        container.mux(video.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")))
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 640), np.int16), format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 16000, i * 640
+        container.mux(audio.encode(frame))
+    container.mux(video.encode(None))
+    container.close()
+    for suffix, kept in ((".mp4", ["video"]), (".mkv", ["video", "audio"])):
+        result = run_derain("run", tmp_path / "pcm.avi", "-o", tmp_path / f"out{suffix}", "--checkpoint", tiny_checkpoint)
+        assert result.returncode == 0, result.stderr
+        assert ("pcm_s16le audio stream cannot go into a .mp4 file" in result.stderr) == (suffix == ".mp4")
+        with av.open(str(tmp_path / f"out{suffix}")) as out:
+            assert [s.type for s in out.streams] == kept and out.streams.video[0].frames in (0, 10)

@@ -13,17 +13,28 @@ Cameras, CSI and RTSP stay with OpenCV (GStreamer on a Jetson; runtime/sources.p
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..errors import DerainError
 
 CRF = 18  # x264's "visually lossless" end; its default, 23, visibly softens derained detail
 _FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}  # the temporary name's suffix differs
 COPIED = ("audio", "subtitle")
+# The audio and subtitle codecs each container takes as they are (FFmpeg's muxers; MP4 and MOV
+# refuse PCM and most subtitle formats at the trailer). Other streams are left out, with a warning.
+_COPYABLE = {
+    ".mp4": {"aac", "mp3", "ac3", "eac3", "opus", "alac", "flac", "mov_text"},
+    ".mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s24le", "pcm_f32le", "mov_text"},
+    ".mkv": {"aac", "mp3", "ac3", "eac3", "opus", "vorbis", "flac", "alac", "pcm_s16le", "pcm_s24le", "pcm_f32le",
+             "subrip", "ass", "ssa", "webvtt", "hdmv_pgs_subtitle", "dvd_subtitle"},
+    ".avi": {"mp3", "ac3", "aac", "pcm_s16le", "pcm_u8"},
+}
 
 
 # Rates containers store inexactly: Matroska keeps a frame's duration in whole nanoseconds, so
@@ -131,10 +142,15 @@ class VideoWriter:
         elif self.rotation:  # older PyAV cannot set a display matrix: write the frames upright instead
             self.rotation, self.video.width, self.video.height = 0, size[0], size[1]
         self.copied = {}
-        if source is not None:
-            for stream in source.container.streams:
-                if stream.type in COPIED:
-                    self.copied[stream.index] = self.container.add_stream_from_template(stream)
+        for stream in source.container.streams if source is not None else ():
+            if stream.type not in COPIED:
+                continue
+            codec = stream.codec_context.name
+            if codec in _COPYABLE[kind]:
+                self.copied[stream.index] = self.container.add_stream_from_template(stream)
+            else:
+                tqdm.write(f"derain: warning: {source.path}: its {codec} {stream.type} stream cannot go into a "
+                           f"{kind} file as it is; left out", file=sys.stderr)  # on a line of its own, not a bar's
 
     def write(self, bgr: np.ndarray, pts: int | None = None) -> None:
         av = _av()
@@ -163,7 +179,10 @@ class VideoWriter:
                         continue
                     packet.stream = self.copied[packet.stream.index]
                     self._mux([packet])
-        self.container.close()
+        try:
+            self.container.close()
+        except (av.FFmpegError, OSError) as error:
+            raise DerainError(f"{self.shown}: could not finish the video ({error})") from None
 
     def abort(self) -> None:
         try:
