@@ -93,6 +93,11 @@ def derain_video(backend: Backend, job: Job) -> None:
             if sink is None:
                 sink = VideoFileSink(job.target, float(source.rate), (derained.shape[1], derained.shape[0]), source)
             sink.write(derained, source.pts)
+        decoded = 0 if sink is None else sink.frames
+        # A cut-off file decodes up to the cut, then "ends". Containers' frame counts are loose (an AVI
+        # with audio said 26 for 24), so only a clear shortfall is an error.
+        if source.frames and decoded < 0.9 * source.frames - 2:
+            raise DerainError(f"{job.source}: truncated or damaged video: {decoded} of its {source.frames} frames decode")
     except BaseException:
         if sink is not None:
             sink.abort()

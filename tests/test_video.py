@@ -103,3 +103,28 @@ def test_an_audio_stream_the_target_cannot_hold_is_left_out_with_a_warning(tmp_p
         assert ("pcm_s16le audio stream cannot go into a .mp4 file" in result.stderr) == (suffix == ".mp4")
         with av.open(str(tmp_path / f"out{suffix}")) as out:
             assert [s.type for s in out.streams] == kept and out.streams.video[0].frames in (0, 10)
+
+
+def test_a_10_bit_clip_is_read_and_written_as_8_bit_h264(tmp_path, tiny_checkpoint):
+    container = av.open(str(tmp_path / "ten.mp4"), "w")
+    video = container.add_stream("libx264", rate=25)
+    video.width, video.height, video.pix_fmt = 64, 48, "yuv420p10le"
+    for i in range(6):
+        frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
+        container.mux(video.encode(frame.reformat(format="yuv420p10le")))
+    container.mux(video.encode(None))
+    container.close()
+    result = run_derain("run", tmp_path / "ten.mp4", "-o", tmp_path / "out.mp4", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 0, result.stderr
+    reader = VideoReader(tmp_path / "out.mp4")
+    assert reader.stream.codec_context.pix_fmt == "yuv420p" and len(list(reader)) == 6
+
+
+def test_a_cut_off_clip_is_one_line_and_leaves_nothing(tmp_path, tiny_checkpoint):
+    _phone_clip(tmp_path / "whole.mp4", rotation=0)
+    data = (tmp_path / "whole.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 3])  # +faststart: the index survives, the frames do not
+    result = run_derain("run", tmp_path / "cut.mp4", "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("derain:")]
+    assert result.returncode == 1 and len(errors) == 1 and "truncated or damaged video" in errors[0], result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
