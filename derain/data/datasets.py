@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DerainError
 from ..model.mask import RainMask
-from .io import is_image, pad_to, read_image
+from .io import check_image_file, is_image, pad_to, read_image
 from .pairs import Pair, pair_paths, same_size
 from .synthetic import REAL_HAZE, TRAIN_PHOTOS, add_rain, rain_of_pair, sample_photo, transplant_rain
 
@@ -93,7 +93,8 @@ def streak_target(rainy: np.ndarray, clean: np.ndarray) -> np.ndarray:
 
 
 def read_rgb8(path: Path) -> np.ndarray:
-    """uint8 RGB (H, W, 3); gray and RGBA files become RGB."""
+    """uint8 RGB (H, W, 3); gray and RGBA files become RGB (IMREAD_COLOR applies EXIF orientation)."""
+    check_image_file(path)
     pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if pixels is None:
         raise DerainError(f"{path}: cannot read image (corrupt, empty or not a {path.suffix} file)")

@@ -105,10 +105,9 @@ def truncation(path: Path, kind: str | None) -> str | None:
     return None
 
 
-def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image:
-    """Decode an image by its content, upright: a JPEG's EXIF orientation is applied, so the
-    output shows as the input shows (and is written without EXIF)."""
-    path = Path(path)
+def check_image_file(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> str | None:
+    """What can be told before decoding: the format by content, a cut-off end, a size above
+    `max_pixels` (from the header, so a huge image is refused before it is allocated)."""
     kind = image_format(path) if path.is_file() else None
     problem = truncation(path, kind)
     if problem:
@@ -118,6 +117,14 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> 
         raise DerainError(f"{path}: {size[0]}x{size[1]} is {size[0] * size[1] / 1e6:.0f} MP, above the limit of "
                           f"{max_pixels / 1e6:.0f} MP (--max-image-pixels; decoding it takes "
                           f"{size[0] * size[1] * 12 / 2**30:.1f} GiB)")
+    return kind
+
+
+def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image:
+    """Decode an image by its content, upright: a JPEG's EXIF orientation is applied, so the
+    output shows as the input shows (and is written without EXIF)."""
+    path = Path(path)
+    kind = check_image_file(path, max_pixels)
     # IMREAD_UNCHANGED keeps alpha and 16 bits but ignores EXIF orientation; a JPEG has neither.
     flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH if kind == "JPEG" else cv2.IMREAD_UNCHANGED
     pixels = cv2.imread(str(path), flags)
