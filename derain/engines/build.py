@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from ..errors import DerainError
 from .device import DeviceInfo, current_device
