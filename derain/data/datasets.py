@@ -27,8 +27,8 @@ from torch.utils.data import Dataset
 
 from ..errors import DerainError
 from ..model.mask import RainMask
-from .io import check_image_file, is_image, pad_to, read_image
-from .pairs import Pair, pair_paths, same_size
+from .io import check_image_file, image_size, is_image, pad_to, read_image
+from .pairs import Pair, check_pair_size, pair_paths
 from .synthetic import REAL_HAZE, TRAIN_PHOTOS, add_rain, rain_of_pair, sample_photo, transplant_rain
 
 SOURCES = ("pairs", "synthetic", "transplant", "rainless")
@@ -199,9 +199,10 @@ class TrainingData(Dataset):
 
     def _check_files(self) -> None:
         """Decode every file now, so an unreadable image or a pair of two sizes is one line before
-        the first step, not a traceback hours into a run (each decoded image is kept for training)."""
+        the first step, not a traceback hours into a run (each decoded image is kept for training).
+        Pair sizes come from the headers first: the made targets (tone-aligned) need both the same."""
         for rainy, clean in dict.fromkeys([*self.pairs, *self.rain_pairs, *self.val_pairs]):
-            same_size(rainy, read_rgb8(rainy), clean, read_rgb8(clean))
+            check_pair_size(rainy, image_size(rainy), clean, image_size(clean))
         for images in (self.pair_images, self.layer_images, self.clean_images):
             for index in range(len(images)):
                 images[index]

@@ -120,6 +120,15 @@ def check_image_file(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> 
     return kind
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the header where the format has one we read, else by decoding."""
+    size = header_size(path, check_image_file(path))
+    if size is None:
+        rgb = read_image(path).rgb
+        size = (rgb.shape[1], rgb.shape[0])
+    return size
+
+
 def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image:
     """Decode an image by its content, upright: a JPEG's EXIF orientation is applied, so the
     output shows as the input shows (and is written without EXIF)."""

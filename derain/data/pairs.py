@@ -53,8 +53,12 @@ def load_pairs(source: str | Path, seed: int = 0) -> list[Pair]:
 
 def same_size(rain: Path, rainy: np.ndarray, clean: Path, target: np.ndarray) -> Pair:
     """The pair, or one line naming both files when they differ in size (no pixel-wise score exists)."""
-    if rainy.shape[:2] != target.shape[:2]:
-        size = lambda a: f"{a.shape[1]}x{a.shape[0]}"  # noqa: E731
-        raise DerainError(f"{clean}: {size(target)}, but its rainy pair {rain} is {size(rainy)}; "
-                          "a pair must be one size")
+    check_pair_size(rain, rainy.shape[1::-1], clean, target.shape[1::-1])
     return rainy, target
+
+
+def check_pair_size(rain: Path, rain_size: tuple[int, int], clean: Path, clean_size: tuple[int, int]) -> None:
+    """One line naming both files when a pair's (width, height) differ."""
+    if tuple(rain_size) != tuple(clean_size):
+        raise DerainError(f"{clean}: {clean_size[0]}x{clean_size[1]}, but its rainy pair {rain} is "
+                          f"{rain_size[0]}x{rain_size[1]}; a pair must be one size")

@@ -89,10 +89,9 @@ class VideoReader:
             raise DerainError(f"{self.path}: cannot decode video ({error})") from None
         if frame is None:
             return None
-        rotation = frame.rotation
-        bgr = np.rot90(frame.to_ndarray(format="bgr24"), k=round(rotation / 90)) if rotation else frame.to_ndarray(
-            format="bgr24")
-        return np.ascontiguousarray(bgr), frame.pts, rotation
+        rotation, bgr = frame.rotation, frame.to_ndarray(format="bgr24")
+        upright = np.rot90(bgr, k=round(rotation / 90)) if rotation else bgr
+        return np.ascontiguousarray(upright), frame.pts, rotation
 
     def read(self) -> np.ndarray | None:
         """The next frame (None at the end); its timestamp in `pts`."""
