@@ -172,10 +172,12 @@ def _export(args: argparse.Namespace) -> None:
     weights = file_sha256(args.checkpoint or bundled_checkpoint_path())
     steps = ["export", "parity"] + ["fp16"] * args.fp16
     progress = tqdm(total=len(steps), desc="export", unit="step", leave=False)  # each step can take minutes
-    path = export_onnx(model, args.output, args.height, args.width, args.batch, checkpoint_sha256=weights)
+    path = export_onnx(model, args.output, args.height, args.width, args.batch, checkpoint_sha256=weights,
+                       dynamic_batch=args.dynamic_batch)
     progress.set_description("parity")
     progress.update()
-    tqdm.write(f"wrote {path} (opset 17, input rainy {args.batch}x3x{args.height}x{args.width}, simplified, checked)")
+    batch = f"1..{args.batch}" if args.dynamic_batch else args.batch
+    tqdm.write(f"wrote {path} (opset 17, input rainy {batch}x3x{args.height}x{args.width}, simplified, checked)")
     parity = check_parity(model, path, parity_inputs(args.batch, args.height, args.width))
     progress.set_description("fp16")
     progress.update()
@@ -436,7 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", type=Path, help="default: the bundled checkpoint")
     export.add_argument("--height", type=int, required=True, help="static input height (the stream's)")
     export.add_argument("--width", type=int, required=True, help="static input width")
-    export.add_argument("--batch", type=int, default=1, help="static batch size")
+    export.add_argument("--batch", type=int, default=1, help="images per inference (the most, with --dynamic-batch)")
+    export.add_argument("--dynamic-batch", action="store_true",
+                        help="batch 1..--batch (TensorRT profile min 1 / opt N / max N; needed by Triton's batcher)")
     export.add_argument("--fp16", action="store_true", help="also write <output>.fp16.onnx for strongly typed TRT")
     export.add_argument("--lint", action="store_true", help="also run the TensorRT compatibility lint")
     export.add_argument("--targets", default="10.3,10.13,11", help="TensorRT versions for the lint")

@@ -78,7 +78,7 @@ def test_lint_flags_topk_over_3840_and_passes_small_k():
 
 
 def test_lint_flags_integer_cumsum_dynamic_input_and_nonzero():
-    x = helper.make_tensor_value_info("x", TensorProto.INT64, ["n", 8])
+    x = helper.make_tensor_value_info("x", TensorProto.INT64, ["n", "length"])
     y = helper.make_tensor_value_info("y", TensorProto.INT64, ["n", 8])
     z = helper.make_tensor_value_info("z", TensorProto.INT64, [2, None])
     nodes = [helper.make_node("CumSum", ["x", "axis"], ["y"], name="count"),

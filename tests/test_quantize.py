@@ -306,8 +306,9 @@ def test_builds_are_strongly_typed_from_the_graph_on_tensorrt_10_and_11(tiny_mod
         options = build.BuildOptions(precision=precision, store=tmp_path / "engines", name=f"{name}-as-{precision}")
         built[name, precision] = build.build_engine(tiny_models[name], options)
     assert all(kwargs == {"strongly_typed": True} for _, kwargs in stand_in.networks)
-    assert all(set(config) == {"tf32", "load_timing_cache", "memory_pool_limits", "builder_optimization_level"}
+    assert all(set(config) == {"profiles", "tf32", "load_timing_cache", "memory_pool_limits", "builder_optimization_level"}
                and config["tf32"] is False for config in stand_in.configs)  # no FP16 / INT8 / constraint flags
+    assert all(config["profiles"] is None for config in stand_in.configs)  # static inputs: Polygraphy's default
     converted = Path(stand_in.networks[-1][0])  # FP16 from the FP32 ONNX: converted first, kept in the store
     assert converted.parent == built["fp32", "fp16"].parent and read_manifest(converted).precision == "fp16"
     assert [Path(path) for path, _ in stand_in.networks[:3]] == [tiny_models[n] for n in ("fp32", "fp16", "int8")]
@@ -315,3 +316,9 @@ def test_builds_are_strongly_typed_from_the_graph_on_tensorrt_10_and_11(tiny_mod
     assert manifest.build["strongly_typed"] and manifest.build["trtexec"].endswith("--stronglyTyped --noTF32")
     with pytest.raises(DerainError, match="quantize it first"):
         build.build_engine(tiny_models["fp16"], build.BuildOptions(precision="int8", store=tmp_path / "engines"))
+    dynamic = export_onnx(build_model("tiny"), tmp_path / "dynamic.onnx", 48, 64, 4, dynamic_batch=True)
+    engine = build.build_engine(dynamic, build.BuildOptions(precision="fp32", store=tmp_path / "engines"))
+    (profile,) = stand_in.configs[-1]["profiles"]  # Polygraphy's Profile: min 1 / opt 4 / max 4
+    assert [tuple(profile["rainy"].min), tuple(profile["rainy"].opt), tuple(profile["rainy"].max)] == \
+        [(1, 3, 48, 64), (4, 3, 48, 64), (4, 3, 48, 64)]
+    assert read_engine_manifest(engine).input["batch"] == [1, 4]

@@ -79,10 +79,10 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Pat
     except Exception as error:  # protobuf's DecodeError and friends
         raise DerainError(f"{source}: not an ONNX model ({type(error).__name__})") from error
     name_nodes(model)  # exclusion works by node name
-    origin = read_manifest(source) or describe(model, "fp32", "unknown", None)
-    if not all(isinstance(d, int) and d > 0 for d in origin.input["shape"]):
-        raise DerainError(f"{source}: dynamic input shape {origin.input['shape']}; quantize a static export "
-                          "(derain export --height H --width W)")
+    try:
+        origin = read_manifest(source) or describe(model, "fp32", "unknown", None)
+    except DerainError as error:  # a dynamic height or width: the counting sort is sized by them
+        raise DerainError(f"{source}: {error}") from None
     expected = list(origin.input["shape"][1:])
     if list(calibration.shape[1:]) != expected:
         raise DerainError(f"{source}: takes frames of {'x'.join(map(str, expected))}, the calibration frames are "

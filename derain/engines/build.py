@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..errors import DerainError
 from .device import DeviceInfo, current_device
-from ..export.manifest import file_sha256
+from ..export.manifest import batch_range, file_sha256, input_description
 from .store import DEFAULT_STORE, Manifest, engine_path, save_engine, timing_cache_path
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -54,10 +54,9 @@ def graph_precision(path: Path) -> tuple[dict, str]:
     manifest = read_manifest(path)
     if manifest is not None:  # written by derain export / quantize: what it knew, not re-derived
         return manifest.input, manifest.precision
-    graph = onnx.load(str(path)).graph
-    tensor = graph.input[0].type.tensor_type
-    description = {"name": graph.input[0].name, "shape": [d.dim_value for d in tensor.shape.dim],
-                   "dtype": onnx.TensorProto.DataType.Name(tensor.elem_type).lower()}
+    model = onnx.load(str(path))
+    graph = model.graph
+    description = input_description(model)
     if any(node.op_type == "QuantizeLinear" for node in graph.node):
         return description, "int8"
     return description, "fp16" if any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer) else "fp32"
@@ -76,12 +75,27 @@ def check_precision(precision: str, carried: str, onnx_path: Path) -> None:
     raise DerainError(f"{onnx_path}: {made} ONNX builds only --precision {carried}")
 
 
-def trtexec_command(onnx_path: Path, engine: Path, options: BuildOptions, cache: Path) -> str:
+def profile_shapes(description: dict) -> dict[str, tuple[int, ...]] | None:
+    """min / opt / max input shapes of the optimization profile a dynamic batch needs: 1 / N / N
+    (TensorRT tunes its kernels for opt, the batch a multi-stream or Triton server fills); None
+    for a static input."""
+    if description["shape"][0] != -1:
+        return None
+    least, most = batch_range(description)
+    dims = tuple(description["shape"][1:])
+    return {"min": (least, *dims), "opt": (most, *dims), "max": (most, *dims)}
+
+
+def trtexec_command(onnx_path: Path, engine: Path, options: BuildOptions, cache: Path,
+                    description: dict | None = None) -> str:
     """The trtexec line that builds the same engine, for the manifest: a build anyone can reproduce
     without derain (trtexec enables TF32 unless told --noTF32)."""
     words = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine}",
              f"--memPoolSize=workspace:{options.workspace_mib}M",
              f"--builderOptimizationLevel={options.optimization_level}", f"--timingCacheFile={cache}", "--stronglyTyped"]
+    shapes = profile_shapes(description) if description else None
+    if description and shapes:
+        words += [f"--{kind}Shapes={description['name']}:{'x'.join(map(str, shape))}" for kind, shape in shapes.items()]
     return " ".join(words + ([] if options.tf32 else ["--noTF32"]))
 
 
@@ -95,7 +109,7 @@ def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
     device: DeviceInfo = current_device()  # a one-line error where TensorRT or the GPU is missing
 
     import tensorrt as trt
-    from polygraphy.backend.trt import CreateConfig, engine_bytes_from_network, network_from_onnx_path
+    from polygraphy.backend.trt import CreateConfig, Profile, engine_bytes_from_network, network_from_onnx_path
 
     target = engine_path(options.store, device, options.name or onnx_path.stem.split(".")[0], options.precision)
     graph = onnx_path
@@ -105,7 +119,9 @@ def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         graph = convert_to_fp16(onnx_path, target.with_suffix(".graph.onnx"))  # its manifest: .graph.json
     cache = options.timing_cache or timing_cache_path(options.store, device)
+    shapes = profile_shapes(description)
     config = CreateConfig(
+        profiles=[Profile().add(description["name"], **shapes)] if shapes else None,
         tf32=options.tf32,
         load_timing_cache=str(cache) if cache.is_file() else None,
         memory_pool_limits={trt.MemoryPoolType.WORKSPACE: options.workspace_mib << 20},
@@ -120,7 +136,7 @@ def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
         onnx_sha256=file_sha256(onnx_path),
         build={"strongly_typed": True, "workspace_mib": options.workspace_mib,
                "optimization_level": options.optimization_level, "tf32": options.tf32, "onnx": str(onnx_path),
-               "built_from": str(graph), "trtexec": trtexec_command(graph, target, options, cache)},
+               "built_from": str(graph), "trtexec": trtexec_command(graph, target, options, cache, description)},
         build_seconds=round(time.perf_counter() - started, 1),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )

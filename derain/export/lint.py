@@ -139,10 +139,13 @@ def lint_model(model, targets: tuple[str, ...] = TARGETS) -> list[Finding]:  # n
             add("error", "opset", "<model>", f"opset {opset} is above {highest}, the highest TensorRT {target} parses",
                 (target,))
     for value in model.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        if any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims):
-            # [design] static shapes: no optimization profiles, and CUDA graphs can be captured.
-            add("warning", "dynamic-shape", value.name, "input has dynamic dimensions; export at a static shape")
+        dynamic = [not d.HasField("dim_value") or d.dim_value <= 0 for d in value.type.tensor_type.shape.dim]
+        if any(dynamic[1:]):
+            # [design] static shapes: the NAB's counting sort and window maps are sized by H and W.
+            add("warning", "dynamic-shape", value.name, "input has dynamic spatial dimensions; export at a static shape")
+        elif dynamic[:1] == [True]:
+            add("info", "dynamic-batch", value.name, "dynamic batch: the engine needs an optimization profile "
+                "(derain build makes min 1 / opt N / max N); a CUDA graph is captured for one batch size")
 
     for target in targets:
         for name, steps in sequential_steps(model, target).items():

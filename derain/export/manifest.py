@@ -16,7 +16,7 @@ from ..errors import DerainError
 
 @dataclass
 class OnnxManifest:
-    input: dict  # {"name", "shape", "dtype"}
+    input: dict  # {"name", "shape" (-1 for a dynamic batch), "dtype", "batch": [least, most]}
     precision: str  # fp32 | fp16 | int8 (Q/DQ)
     opset: int
     fp32_nodes: list[str]  # what the precision policy keeps FP32 (export/precision.py)
@@ -57,18 +57,40 @@ def read_manifest(onnx_path: str | Path) -> OnnxManifest | None:
         raise DerainError(f"{path}: not an ONNX manifest ({error})") from error
 
 
-def describe(model, precision: str, config: str, checkpoint_sha256: str | None, source: str | None = None,  # noqa: ANN001
-             extra: dict | None = None) -> OnnxManifest:
-    """The manifest of an in-memory onnx.ModelProto."""
+def batch_range(description: dict) -> tuple[int, int]:
+    """(least, most) images per inference of a described input; manifests from before batch ranges
+    were recorded held static shapes only."""
+    least, most = description.get("batch") or (description["shape"][0],) * 2
+    return int(least), int(most)
+
+
+def input_description(model, max_batch: int | None = None) -> dict:  # noqa: ANN001 - onnx.ModelProto
+    """What the graph's input takes. A dynamic batch dimension (export --dynamic-batch) is -1 in
+    the shape and 1..max_batch in "batch"; every other dimension must be static."""
     from onnx import TensorProto
 
+    value = model.graph.input[0]
+    tensor = value.type.tensor_type
+    shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in tensor.shape.dim]
+    if -1 in shape[1:]:
+        raise DerainError(f"dynamic input shape {shape}: only the batch may be dynamic; export a static height and "
+                          "width (derain export --height H --width W)")
+    if shape[0] == -1 and max_batch is None:
+        raise DerainError(f"input {value.name} has a dynamic batch and no derain manifest (.json beside it) says how "
+                          "large; export it with derain export --dynamic-batch --batch N")
+    batch = [shape[0], shape[0]] if shape[0] > 0 else [1, int(max_batch)]
+    return {"name": value.name, "shape": shape, "dtype": TensorProto.DataType.Name(tensor.elem_type).lower(),
+            "batch": batch}
+
+
+def describe(model, precision: str, config: str, checkpoint_sha256: str | None, source: str | None = None,  # noqa: ANN001
+             extra: dict | None = None, max_batch: int | None = None) -> OnnxManifest:
+    """The manifest of an in-memory onnx.ModelProto."""
     from .precision import fp32_nodes, name_nodes
 
     name_nodes(model)
-    tensor = model.graph.input[0].type.tensor_type
     return OnnxManifest(
-        input={"name": model.graph.input[0].name, "shape": [d.dim_value for d in tensor.shape.dim],
-               "dtype": TensorProto.DataType.Name(tensor.elem_type).lower()},
+        input=input_description(model, max_batch),
         precision=precision, opset=next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
         fp32_nodes=sorted(fp32_nodes(model)), config=config, checkpoint_sha256=checkpoint_sha256, source=source,
         extra=extra or {})

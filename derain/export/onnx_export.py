@@ -32,9 +32,11 @@ def _return_freed_memory() -> None:
 
 
 def export_onnx(model: DerainNet, path: str | Path, height: int, width: int, batch: int = 1,
-                checkpoint_sha256: str | None = None) -> Path:
+                checkpoint_sha256: str | None = None, dynamic_batch: bool = False) -> Path:
     """Export `model` at one static input shape, simplify it and check it; written atomically with
-    its manifest (export/manifest.py) beside it."""
+    its manifest (export/manifest.py) beside it. With `dynamic_batch` the batch dimension takes
+    1..`batch` images (a TensorRT optimization profile, Triton's dynamic batcher); height and width
+    stay static, and so does everything the NAB's counting sort builds from them."""
     import onnx
     import onnxsim
 
@@ -46,7 +48,8 @@ def export_onnx(model: DerainNet, path: str | Path, height: int, width: int, bat
         # The TorchScript exporter: the dynamo one starts at opset 18 and we promise 17.
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), str(tmp), opset_version=OPSET, input_names=[INPUT_NAME],
-                          output_names=[OUTPUT_NAME], dynamo=False, do_constant_folding=False)
+                          output_names=[OUTPUT_NAME], dynamo=False, do_constant_folding=False,
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None)
         # Constants are folded only up to FOLD_LIMIT: a larger one (the shifted windows' region
         # masks, ~83 MB for edge at 720p) stays the few small ops that make it, and the engine
         # builder folds it on the device instead of the file carrying it.
@@ -55,6 +58,6 @@ def export_onnx(model: DerainNet, path: str | Path, height: int, width: int, bat
             raise DerainError(f"{path}: onnxsim's simplified graph does not match the exported one")
         onnx.checker.check_model(simplified, full_check=True)
         onnx.save(simplified, str(tmp))
-        manifest = describe(simplified, "fp32", model.config.name, checkpoint_sha256)
+        manifest = describe(simplified, "fp32", model.config.name, checkpoint_sha256, max_batch=batch)
     write_manifest(path, manifest)
     return Path(path)

@@ -36,8 +36,9 @@ def prefix_sum(x: torch.Tensor, dim: int, largest: float = 1.0) -> torch.Tensor:
     which TF32 does not touch, on the few block totals that are left. Exact for integers whose
     running sums stay below 2**24 (counts, positions); static shapes throughout."""
     shape = tuple(int(d) for d in x.shape)  # plain ints: traced sizes mislead onnxsim's shape folding here
-    length = shape[dim]
-    outer, inner = math.prod(shape[:dim]), math.prod(shape[dim + 1:])
+    length, inner = shape[dim], math.prod(shape[dim + 1:])
+    # The leading dims (the batch) are -1 in every reshape, so a dynamic-batch export stays dynamic.
+    outer, restored = (-1, (-1, *shape[1:])) if dim else (1, shape)
     block = min(PREFIX_BLOCK, length)
     blocks = -(-length // block)
     flat = x.reshape(outer, length, inner)
@@ -54,4 +55,4 @@ def prefix_sum(x: torch.Tensor, dim: int, largest: float = 1.0) -> torch.Tensor:
         totals = within[:, :, -1]  # (outer, blocks, inner)
         before = prefix_sum(totals, 1, largest * block) - totals  # what all earlier blocks hold
         within = within + before[:, :, None]
-    return within.reshape(outer, blocks * block, inner)[:, :length].reshape(shape)
+    return within.reshape(outer, blocks * block, inner)[:, :length].reshape(restored)

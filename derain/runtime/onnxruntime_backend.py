@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DerainError
+from ..export.manifest import batch_range, read_manifest
 from .backend import Backend
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -33,8 +34,12 @@ class OnnxRuntimeBackend(Backend):
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         shape = model_input.shape
-        if not all(isinstance(d, int) for d in shape):  # derain's graphs are static (NAB counting sort)
+        if not all(isinstance(d, int) for d in shape[1:]):  # the NAB counting sort is sized by H and W
             raise DerainError(f"{path}: dynamic input shape {shape}; export a static one with `derain export`")
+        if not isinstance(shape[0], int):  # export --dynamic-batch: its manifest says how large
+            manifest = read_manifest(path)
+            self.dynamic_batch = True
+            shape = [batch_range(manifest.input)[1] if manifest else 1, *shape[1:]]
         self.input_shape = tuple(shape)
         self.providers = self.session.get_providers()
 

@@ -195,9 +195,15 @@ class TensorRTBackend(Backend):
         if self.engine is None:
             raise DerainError(f"{engine_path}: TensorRT could not deserialize this engine")
         self.context = self.engine.create_execution_context()
-        for index in range(self.engine.num_io_tensors):
-            name = self.engine.get_tensor_name(index)
-            dims = self.engine.get_tensor_shape(name)
+        names = [self.engine.get_tensor_name(index) for index in range(self.engine.num_io_tensors)]
+        for name in names:
+            if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT and -1 in tuple(self.engine.get_tensor_shape(name)):
+                # A dynamic batch (derain build's profile 1..N): buffers for N, the shape set per run.
+                _, _, most = self.engine.get_tensor_profile_shape(name, 0)
+                self.context.set_input_shape(name, tuple(most))
+                self.dynamic_batch = True
+        for name in names:
+            dims = self.context.get_tensor_shape(name)  # resolved for the largest batch
             shape = tuple(dims[i] for i in range(len(dims)))
             dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
             host, host_pointer = self.cuda.pinned(shape, dtype)
@@ -226,15 +232,18 @@ class TensorRTBackend(Backend):
     def run(self, batch: np.ndarray) -> np.ndarray:
         host_in, host_in_pointer, device_in = self.buffers[self.input_name]
         host_out, host_out_pointer, device_out = self.buffers[self.output_name]
-        np.copyto(host_in, batch, casting="same_kind")
-        self.cuda.to_device(device_in, host_in_pointer, host_in.nbytes)
-        if self.graph is not None:
+        count = len(batch)  # the engine's N, or 1..N for a dynamic batch
+        if self.dynamic_batch:
+            self.context.set_input_shape(self.input_name, (count, *host_in.shape[1:]))
+        np.copyto(host_in[:count], batch, casting="same_kind")
+        self.cuda.to_device(device_in, host_in_pointer, host_in[:count].nbytes)
+        if self.graph is not None and count == len(host_in):  # captured at the largest batch
             self.cuda.launch(self.graph)
         else:
             self._enqueue()
-        self.cuda.to_host(host_out_pointer, device_out, host_out.nbytes)
+        self.cuda.to_host(host_out_pointer, device_out, host_out[:count].nbytes)
         self.cuda.synchronize()
-        return host_out.astype(np.float32, copy=True)
+        return host_out[:count].astype(np.float32, copy=True)
 
     def close(self) -> None:
         hosts = [] if isinstance(self.cuda, _PyCuda) else self.hosts  # pagelocked arrays free themselves
