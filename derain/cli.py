@@ -302,10 +302,13 @@ def _backend(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _stream(args: argparse.Namespace) -> None:
-    from .runtime.stream import run_stream
+    from .runtime.stream import run_streams
 
+    if args.batch_timeout_ms < 0:
+        raise DerainError(f"--batch-timeout-ms {args.batch_timeout_ms}: must not be negative")
     with _backend(args) as backend:
-        stats = run_stream(args.source, args.sink, backend, realtime=args.realtime, queue_size=args.queue)
+        stats = run_streams(args.source, args.sink, backend, realtime=args.realtime, queue_size=args.queue,
+                            batch_timeout=args.batch_timeout_ms / 1000)
     print(json.dumps(stats.summary(), indent=2))
 
 
@@ -503,10 +506,15 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.set_defaults(func=_deploy)
 
     stream = sub.add_parser("stream", help="derain a live or recorded stream in real time", formatter_class=defaults)
-    stream.add_argument("--source", required=True, help="video file, folder, /dev/videoN, v4l2://, csi://N, rtsp://")
-    stream.add_argument("--sink", required=True, help="display://0, video file, folder, rtsp://..., or null")
-    stream.add_argument("--realtime", action="store_true", help="drop the oldest frames when inference lags")
-    stream.add_argument("--queue", type=int, default=4, help="frames buffered between stages")
+    stream.add_argument("--source", required=True, action="append",
+                        help="video file, folder, /dev/videoN, v4l2://, csi://N, rtsp://; repeat it for several "
+                             "cameras, batched into one inference call")
+    stream.add_argument("--sink", required=True, action="append",
+                        help="display://0, video file, folder, rtsp://..., or null; one per --source, in order")
+    stream.add_argument("--realtime", action="store_true", help="drop each source's oldest frames when inference lags")
+    stream.add_argument("--queue", type=int, default=4, help="frames buffered between stages, per stream")
+    stream.add_argument("--batch-timeout-ms", type=float, default=20.0,
+                        help="a batch leaves when full (the engine's batch) or this long after its first frame")
     _add_backend_options(stream)
     stream.set_defaults(func=_stream)
 
