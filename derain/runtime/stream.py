@@ -6,7 +6,7 @@ and a batch leaves when it holds the engine's batch size or `batch_timeout` afte
 arrived, whichever comes first; each result goes to its own stream's sink, in order. Without
 `realtime`, every frame is processed (a capture waits while its queue is full). With it, each
 source drops its own oldest queued frame when inference falls behind, and file or folder sources
-are paced at their frame rate, as a camera would be. A backend that loses its server (Triton)
+are paced at their frame rate, as a camera would be. A backend that loses its remote server
 raises BackendUnavailable: that batch is dropped and counted, and inference retries with backoff
 while capture goes on. The first Ctrl-C stops capture and lets what is in flight reach the sinks,
 which then close (a video file is finalized and plays); a second one aborts."""
