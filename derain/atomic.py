@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,9 +35,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def _discard(tmp: Path) -> None:
-    """Remove a temporary; where even that fails (a read-only folder) the write error is what matters."""
+    """Remove a temporary (a file, or a folder written whole: a model repository); where even that
+    fails (a read-only folder) the write error is what matters."""
     try:
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir():
+            shutil.rmtree(tmp)
+        else:
+            tmp.unlink(missing_ok=True)
     except OSError:
         pass
 

@@ -296,7 +296,8 @@ def _backend(args: argparse.Namespace):  # noqa: ANN202
     from .runtime.factory import open_backend
 
     backend = open_backend(args.backend, engine=args.engine, onnx=args.onnx, checkpoint=args.checkpoint,
-                           device=args.device, memory=args.memory, cuda_graph=args.cuda_graph)
+                           device=args.device, memory=args.memory, cuda_graph=args.cuda_graph, url=args.url,
+                           model=args.model)
     backend.max_pixels = args.max_pixels
     return backend
 
@@ -310,6 +311,17 @@ def _stream(args: argparse.Namespace) -> None:
         stats = run_streams(args.source, args.sink, backend, realtime=args.realtime, queue_size=args.queue,
                             batch_timeout=args.batch_timeout_ms / 1000)
     print(json.dumps(stats.summary(), indent=2))
+
+
+def _triton(args: argparse.Namespace) -> None:
+    from .triton.repository import TritonOptions, write_repository
+
+    if (args.engine is None) == (args.onnx is None):
+        raise DerainError("derain triton: give one of --engine X.engine or --onnx X.onnx")
+    options = TritonOptions(instances=args.instances, kind=args.kind, queue_delay_us=args.queue_delay_us,
+                            python_backend=args.python_backend)
+    output = write_repository(args.engine or args.onnx, args.output, options)
+    print(f"wrote {output}: serve it with tritonserver --model-repository {output} (model 'derain': uint8 frames)")
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -331,6 +343,8 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", type=Path, help="TensorRT engine (from `derain build`)")
     parser.add_argument("--onnx", type=Path, help="ONNX model for ONNX Runtime (from `derain export`)")
     parser.add_argument("--checkpoint", type=Path, help="for the torch backend (default: the bundled one)")
+    parser.add_argument("--url", help="Triton server, grpc://host:8001 (from `derain triton`; the `serve` extra)")
+    parser.add_argument("--model", default="derain", help="the Triton model to call")
     parser.add_argument("--device", default="cpu", help="torch device")
     parser.add_argument("--memory", default="auto", choices=("auto", "cuda-python", "pycuda"),
                         help="TensorRT device memory through cuda-python or pycuda")
@@ -504,6 +518,19 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--onnx-dir", type=Path, default=Path("deploy"), help="where the ONNX files stay")
     _add_build_options(deploy)
     deploy.set_defaults(func=_deploy)
+
+    triton = sub.add_parser("triton", help="a Triton Inference Server model repository (uint8 frames in and out)",
+                            formatter_class=defaults)
+    triton.add_argument("--engine", type=Path, help="a dynamic-batch TensorRT engine -> tensorrt_plan")
+    triton.add_argument("--onnx", type=Path, help="a dynamic-batch ONNX -> onnxruntime_onnx")
+    triton.add_argument("--python-backend", action="store_true",
+                        help="one Python-backend model running derain's ONNX Runtime backend instead of the ensemble")
+    triton.add_argument("--instances", type=int, default=1, help="model instances per GPU (or on the CPU)")
+    triton.add_argument("--kind", default="gpu", choices=("gpu", "cpu"), help="where the instances run")
+    triton.add_argument("--queue-delay-us", type=int, default=2000,
+                        help="how long the dynamic batcher waits to fill the preferred batch (N)")
+    triton.add_argument("-o", "--output", required=True, type=Path, help="the repository folder (must not exist)")
+    triton.set_defaults(func=_triton)
 
     stream = sub.add_parser("stream", help="derain a live or recorded stream in real time", formatter_class=defaults)
     stream.add_argument("--source", required=True, action="append",

@@ -8,15 +8,22 @@ from pathlib import Path
 from ..errors import DerainError
 from .backend import Backend
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch", "triton")
 
 
 def open_backend(kind: str = "auto", engine: Path | None = None, onnx: Path | None = None,
                  checkpoint: Path | None = None, device: str = "cpu", memory: str = "auto",
-                 cuda_graph: bool = False) -> Backend:
-    """auto: the TensorRT engine if given, else the ONNX model (ONNX Runtime), else torch."""
+                 cuda_graph: bool = False, url: str | None = None, model: str = "derain") -> Backend:
+    """auto: the TensorRT engine if given, else the ONNX model (ONNX Runtime), else a Triton server
+    at `url`, else torch."""
     if kind == "auto":
-        kind = "tensorrt" if engine else "onnxruntime" if onnx else "torch"
+        kind = "tensorrt" if engine else "onnxruntime" if onnx else "triton" if url else "torch"
+    if kind == "triton":
+        if url is None:
+            raise DerainError("--backend triton needs --url grpc://host:8001 (a server with a `derain triton` repository)")
+        from .triton_backend import TritonBackend
+
+        return TritonBackend(url, model)
     if kind == "tensorrt":
         if engine is None:
             raise DerainError("--backend tensorrt needs --engine (see `derain build`)")
