@@ -4,6 +4,8 @@ real tritonserver (nvidia-pytriton's, on 127.0.0.1, started here) batches 4 conc
 clients and answers `derain run --backend triton` as local inference does."""
 
 import re
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -167,3 +169,33 @@ def test_an_unreachable_server_is_one_line(tmp_path):
     assert result.returncode == 1 and result.stderr.strip() == \
         "derain: error: grpc://127.0.0.1:9: the Triton server is unreachable"
     assert not (tmp_path / "out.png").exists()
+
+
+def test_a_stream_rides_out_a_server_restart(tmp_path, dynamic_onnx):
+    """The server goes away mid-stream and comes back on its port: frames meanwhile are dropped and
+    counted, and the stream reconnects by itself."""
+    from derain.runtime.stream import run_streams
+    from derain.runtime.triton_backend import TritonBackend
+    from derain.triton.local_server import LocalTritonServer
+
+    from test_runtime import _write_video
+
+    _write_video(tmp_path / "cam.avi", 600)  # 20 s at 30 fps, paced in real time: room for the backoff
+    repository = write_repository(dynamic_onnx, tmp_path / "repo", TritonOptions(kind="cpu", python_backend=True))
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first = LocalTritonServer(repository, tmp_path / "first")
+    results = {}
+    with TritonBackend(first.grpc_url) as backend:
+        streaming = threading.Thread(target=lambda: results.update(stats=run_streams(
+            [str(tmp_path / "cam.avi")], ["null"], backend, realtime=True, status=False)))
+        streaming.start()
+        time.sleep(2.0)
+        first.stop()
+        time.sleep(1.0)
+        with LocalTritonServer(repository, tmp_path / "second", grpc_port=first.grpc_port):
+            streaming.join(timeout=120)
+    stats = results["stats"]
+    total = stats.total
+    assert total.frames_in == 600 and total.frames_out + total.dropped == 600, stats.summary()
+    assert total.dropped > 0 and stats.reconnects == 1 and stats.unavailable_s > 0.5, stats.summary()

@@ -76,6 +76,7 @@ class MultiStreamStats:
     uris: list[tuple[str, str]]  # (source, sink) of each stream
     batches: list[int] = field(default_factory=list)  # frames per inference call
     unavailable_s: float = 0.0  # time the backend's server was away
+    reconnects: int = 0  # times it came back
 
     @property
     def total(self) -> StreamStats:
@@ -97,6 +98,7 @@ class MultiStreamStats:
         summary["batch"] = {"calls": len(self.batches), "mean": round(float(np.mean(self.batches)), 2) if self.batches
                             else 0.0, "max": max(self.batches, default=0)}
         summary["unavailable_s"] = round(self.unavailable_s, 2)
+        summary["reconnects"] = self.reconnects
         if len(self.streams) > 1:
             summary["streams"] = [{"source": source, "sink": sink, **stats.summary()}
                                   for (source, sink), stats in zip(self.uris, self.streams)]
@@ -264,6 +266,7 @@ def run_streams(source_uris: list[str], sink_uris: list[str], backend: Backend, 
                 continue
             if away_since is not None:
                 stats.unavailable_s += started - away_since
+                stats.reconnects += 1
                 print(f"\nderain: reconnected after {started - away_since:.1f} s", file=sys.stderr, flush=True)
                 away_since, backoff = None, BACKOFF_S[0]
             elapsed = time.perf_counter() - started
@@ -275,6 +278,8 @@ def run_streams(source_uris: list[str], sink_uris: list[str], backend: Backend, 
                 shown = time.perf_counter()
                 print(f"\r{stats.status_line()}", end="", file=sys.stderr, flush=True)
     finally:
+        if away_since is not None:  # the run ended while the server was still away
+            stats.unavailable_s += time.perf_counter() - away_since
         stop.set()
         for thread in captures:
             thread.join()

@@ -16,6 +16,8 @@ from .backend import Backend, BackendUnavailable
 
 DEFAULT_PORT = 8001  # Triton's gRPC port
 UNREACHABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED")  # gRPC status codes of a server that is away
+# A model that answered at start and then is NOT_FOUND is being unloaded: its server shuts down.
+GONE = (*UNREACHABLE, "NOT_FOUND")
 
 
 def grpc_address(url: str) -> str:
@@ -45,13 +47,13 @@ class TritonBackend(Backend):
         self.input_name, self.output_name = frames["name"], derained["name"]
         self.input_shape = (max(1, int(config.get("max_batch_size", 1))), 3, height, width)
 
-    def _call(self, call):  # noqa: ANN001, ANN202 - a tritonclient call
+    def _call(self, call, away: tuple[str, ...] = UNREACHABLE):  # noqa: ANN001, ANN202 - a tritonclient call
         try:
             return call()
         except self.error_type as error:
             status = str(error.status() or "")
             message = f"{self.url}: Triton model {self.model!r}: {error.message()}"
-            if any(code in status or code in str(error.message()) for code in UNREACHABLE):
+            if any(code in status or code in str(error.message()) for code in away):
                 raise BackendUnavailable(f"{self.url}: the Triton server is unreachable") from None
             raise DerainError(message) from None
 
@@ -61,7 +63,7 @@ class TritonBackend(Backend):
         request = self.grpc.InferInput(self.input_name, list(frames.shape), "UINT8")
         request.set_data_from_numpy(frames)
         result = self._call(lambda: self.client.infer(self.model, [request], client_timeout=self.timeout_s,
-                                                      outputs=[self.grpc.InferRequestedOutput(self.output_name)]))
+                                                      outputs=[self.grpc.InferRequestedOutput(self.output_name)]), GONE)
         return np.stack([from_pixels(frame).transpose(2, 0, 1) for frame in result.as_numpy(self.output_name)])
 
     def close(self) -> None:

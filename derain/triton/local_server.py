@@ -33,7 +33,9 @@ def _free_port() -> int:
 class LocalTritonServer:
     """`with LocalTritonServer(repo, workdir) as server:` serves `repo`; stopped by its process id."""
 
-    def __init__(self, repository: Path, workdir: Path, ready_timeout: float = 120.0) -> None:
+    def __init__(self, repository: Path, workdir: Path, ready_timeout: float = 120.0,
+                 grpc_port: int | None = None) -> None:
+        """`grpc_port`: a fixed port (a restarted server where its clients expect it); default a free one."""
         found = importlib.util.find_spec("pytriton")  # located, not imported: only its binary is used
         if found is None or not found.submodule_search_locations:
             raise DerainError("a local Triton server needs nvidia-pytriton's tritonserver: "
@@ -47,7 +49,7 @@ class LocalTritonServer:
         backends = workdir / "backends"
         shutil.copytree(dist / "backends", backends, dirs_exist_ok=True)
         shutil.copy(stub, backends / "python" / stub.name)
-        self.grpc_port, self.http_port = _free_port(), _free_port()
+        self.grpc_port, self.http_port = grpc_port or _free_port(), _free_port()
         libraries = [str(package.parent / "nvidia_pytriton.libs"),
                      sysconfig.get_config_var("LIBDIR") or ""]
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
