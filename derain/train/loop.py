@@ -70,6 +70,7 @@ class TrainSettings:
     workers: int = 0
     bf16: bool = False  # CPU/GPU autocast: opt-in, slow where the CPU has no native bf16
     channels_last: bool = True  # faster at no PSNR cost (benchmarks/train_precision.py)
+    compile: bool = False  # torch.compile the training forward (a minute or two of compiling per patch size)
     threads: int | None = None  # torch CPU threads; kept in the run so that --resume keeps them
 
     def peak_lr(self) -> float:
@@ -162,21 +163,22 @@ def time_steps(model: DerainNet, settings: TrainSettings, data: TrainingData, de
     pass (the budget is the run's unloaded time)."""
     probe = copy.deepcopy(model).train()
     optimizer = torch.optim.AdamW(probe.parameters(), lr=0.0)
+    forward = torch.compile(probe) if settings.compile else probe
     threads = torch.get_num_threads()
     seconds = {}
     for patch, _ in settings.patches:
         rainy, clean = (x.to(device) for x in data.make_batch(np.random.default_rng(0), patch))
         times = []
-        for _ in range(4):
+        for _ in range(5):
             wall, cpu = time.perf_counter(), time.process_time()
             optimizer.zero_grad()
             with torch.autocast(rainy.device.type, dtype=torch.bfloat16, enabled=settings.bf16):
-                loss = torch.nn.functional.l1_loss(probe(rainy).float(), clean)
+                loss = torch.nn.functional.l1_loss(forward(rainy).float(), clean)
             loss.backward()
             optimizer.step()
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             times.append(min(wall, cpu / threads) if device == "cpu" else wall)
-        seconds[patch] = float(np.median(times[1:])) * 1.1  # + data, logging and validation
+        seconds[patch] = float(np.median(times[2:])) * 1.1  # after warm-up (compiling); + data, logging, validation
     return seconds
 
 
@@ -296,6 +298,8 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
     # broadcast_buffers=False: rank 0's NAB centroids would overwrite the others' on every forward;
     # the model all-reduces their statistics instead, so all ranks move them alike.
     live = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
+    if settings.compile:  # checkpoints keep saving `model`: the compiled wrapper shares its weights
+        live = torch.compile(live)
     validation = data.validation_pairs() if rank == 0 else []
     validation_sources = data.validation_sources()
     if rank == 0:
