@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from derain.atomic import atomic_path
 from derain.export.onnx_export import export_onnx
 from derain.model import load_checkpoint
 
@@ -86,14 +87,15 @@ def main() -> None:
                    "runs": {"batched": together, "per_process": apart}}
             print(json.dumps(row))
             rows.append(row)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    result = {
         "command": f"python benchmarks/multistream.py --height {args.height} --width {args.width} "
                    f"--frames {args.frames} --streams {args.streams} --repeats {args.repeats}",
         "backend": "onnxruntime CPU", "model": model.config.name, "frame": f"{args.width}x{args.height}",
         "note": "frames/s summed over streams; the same threads in all on both sides; this machine is shared "
                 "(a training run held one of its two cores): read the ratios, not the absolute numbers",
-        "rows": rows}, indent=2) + "\n")
+        "rows": rows}
+    with atomic_path(RESULTS) as tmp:  # a stopped run leaves the last results whole
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from derain.atomic import atomic_path
 from derain.export.onnx_export import export_onnx
 from derain.model import load_checkpoint
 from derain.triton.local_server import LocalTritonServer
@@ -77,8 +78,7 @@ def main() -> None:
             for count in counts]
     for row in rows:
         print(json.dumps(row))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    result = {
         "command": f"python benchmarks/triton_clients.py --height {args.height} --width {args.width} "
                    f"--frames {args.frames} --clients {args.clients} --repeats {args.repeats} "
                    f"--queue-delay-us {args.queue_delay_us}",
@@ -87,7 +87,9 @@ def main() -> None:
         "executions_by_batch_size": batches,
         "note": "frames/s summed over clients on 127.0.0.1; this machine is shared and has 2 cores: read the "
                 "ratios, not the absolute numbers",
-        "rows": rows}, indent=2) + "\n")
+        "rows": rows}
+    with atomic_path(RESULTS) as tmp:  # a stopped run leaves the last results whole
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 
 
