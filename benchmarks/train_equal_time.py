@@ -7,7 +7,7 @@ else loads the machine loads them alike. The trainer plans its steps from the CP
 step (not wall time), so "equal time" is equal CPU time per arm.
 
     python benchmarks/train_equal_time.py [--budget 30m] [--arms bf16 float32 bf16+256px]
-        [--data ../shared/data] -> benchmarks/results/train_equal_time.json (+ runs/equal-time/<arm>/)
+        [--data ../shared/data] -> benchmarks/results/train_equal_time.json and .png (+ runs/equal-time/<arm>/)
     python benchmarks/train_equal_time.py --resume ...   # after a stop: each unfinished arm resumes exactly
 """
 
@@ -17,7 +17,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from derain.atomic import atomic_path
@@ -49,7 +48,6 @@ def main() -> None:
     derain = [sys.executable, "-m", "derain"]
     common = ["train", "--model", "realtime", *data_options(args.data), "--lr", "1e-3", "--val-every", "2000",
               "--save-every", "2000", "--time-budget", args.budget, "--threads", "1"]
-    started = time.perf_counter()
     processes = {}
     for arm in args.arms:
         folder = args.runs / arm
@@ -69,18 +67,39 @@ def main() -> None:
         results[arm] = {"options": " ".join(ARMS[arm]), "steps": log["schedule"]["steps"],
                         "patch_phases": log["schedule"]["phases"], "wall_s": sum(s["wall_s"] for s in segments),
                         "cpu_s": sum(s["cpu_s"] for s in segments), "val_psnr": final["psnr"], "val_ssim": final["ssim"],
-                        "sources": {name: round(s["psnr"], 3) for name, s in final["sources"].items()}}
+                        "sources": {name: round(s["psnr"], 3) for name, s in final["sources"].items()},
+                        "curve": [[row["step"], round(row["psnr"], 3)] for row in log["val"]]}
         print(arm, results[arm], flush=True)
     reference = results[args.arms[0]]["val_psnr"]
     for entry in results.values():
         entry[f"psnr_vs_{args.arms[0]}_db"] = round(entry["val_psnr"] - reference, 3)
     result = {"command": f"python benchmarks/train_equal_time.py --budget {args.budget} --arms {' '.join(args.arms)}",
               "model": "realtime", "budget": args.budget, "threads_per_arm": 1, "arms_at_once": len(args.arms),
-              "wall_minutes_of_this_call": round((time.perf_counter() - started) / 60, 1),
               "validation": "the run's held-out scenes: Rain200H/train, DID-MDN-sample background 5, GT-RAIN unnamed02",
               "input_psnr": final["input_psnr"], "arms": results}
     with atomic_path(RESULTS / "train_equal_time.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
+    plot(results, args.budget, RESULTS / "train_equal_time.png")
+
+
+def plot(results: dict, budget: str, path: Path) -> None:
+    """Validation PSNR against the share of the time budget spent (steps are spread evenly over it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for arm, entry in results.items():
+        steps, psnr = zip(*entry["curve"])
+        axes.plot([step / entry["steps"] for step in steps], psnr, marker="o", label=f"{arm} ({entry['steps']} steps)")
+    axes.set(xlabel=f"share of the {budget} CPU budget", ylabel="validation PSNR (dB)",
+             title="Training options at equal CPU time (one thread each, from scratch)")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(figure)
 
 
 if __name__ == "__main__":
