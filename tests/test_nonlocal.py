@@ -48,27 +48,3 @@ def test_shifted_block_moves_chunk_boundaries_by_half_a_chunk():
     with torch.no_grad():
         a, b = plain(x) - plain.local(x), shifted(x) - shifted.local(x)
     assert a.shape == b.shape and not torch.allclose(a, b, atol=1e-5)
-
-
-def test_centring_spreads_tokens_of_one_narrow_cone_over_the_clusters_within_one_image():
-    """Tokens sharing one strong direction (as the long run's NAB inputs did): uncentred, the balancing
-    bias can only move the whole image from cluster to cluster; centred, one image uses them all."""
-    torch.manual_seed(0)
-    attention = _attention().train()
-    cone = torch.randn(8) * 4.0
-    for _ in range(200):
-        attention.sort_keys(cone + torch.randn(2, 64, 8) * 0.1)
-    cluster_ids, _ = attention.eval().sort_keys(cone + torch.randn(1, 64, 8) * 0.1)
-    use = torch.bincount(cluster_ids.flatten(), minlength=4)
-    assert use.min() >= 4 and use.max() <= 40  # every cluster used, none holding most of the image
-    assert torch.allclose(attention.token_mean, cone, atol=0.05)
-
-
-def test_a_checkpoint_from_before_centring_loads_with_a_zero_token_mean_and_sorts_as_before():
-    attention = _attention().eval()
-    tokens = torch.randn(1, 64, 8)
-    before = attention.sort_keys(tokens)[1]
-    state = {k: v for k, v in attention.state_dict().items() if k != "token_mean"}
-    reloaded = _attention().eval()
-    reloaded.load_state_dict(state)
-    assert not reloaded.token_mean.any() and torch.equal(reloaded.sort_keys(tokens)[1], before)

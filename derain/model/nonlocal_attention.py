@@ -15,11 +15,7 @@ cluster, chunks were 1-2-row raster strips and one cluster held 46-86% of the to
   nudged after every training step towards equal use (DeepSeek-V3's auxiliary-loss-free load
   balancing): no loss term, and at inference a constant vector add;
 - shifted blocks move chunk boundaries by half a chunk (a sliding window on the rearranged
-  sequence), so tokens at a boundary meet their other neighbours in the next block;
-- tokens are centred (a running mean of the training features is subtracted) before the cosine
-  similarity: uncentred, every token of an image pointed almost the same way (similarity spread
-  ~0.01 across a 720p frame), so the balancing bias could only flip the whole image from one
-  cluster to another, and the NAB of the long run's checkpoint put every token in one cluster.
+  sequence), so tokens at a boundary meet their other neighbours in the next block.
 
 Centroids (R) are k-means centroids kept by an exponential moving average of the features
 assigned to them during training, as in the Routing Transformer: the assignment is an argmax,
@@ -61,12 +57,6 @@ class NonLocalAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.register_buffer("centroids", F.normalize(torch.randn(clusters, dim), dim=-1))
         self.register_buffer("balance", torch.zeros(clusters))
-        # Zero in checkpoints trained before centring (they load with it and compute as before).
-        self.register_buffer("token_mean", torch.zeros(dim))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        state_dict.setdefault(prefix + "token_mean", torch.zeros_like(self.token_mean))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def sort_keys(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L, C) -> (B, L) cluster ids and (B, L) sort keys; in training also moves the
@@ -75,7 +65,7 @@ class NonLocalAttention(nn.Module):
         device = tokens.device.type
         fp32 = torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else nullcontext()  # not meta
         with torch.no_grad(), fp32:
-            unit = F.normalize(tokens.float() - self.token_mean, dim=-1)
+            unit = F.normalize(tokens.float(), dim=-1)
             similarity = unit @ self.centroids.t()  # (B, L, K)
             cluster_ids = (similarity + self.balance).argmax(dim=-1)
             keys = cluster_ids
@@ -84,19 +74,14 @@ class NonLocalAttention(nn.Module):
                 band = (nearness * (self.sub_buckets - 1e-3)).floor().long()
                 keys = cluster_ids * self.sub_buckets + band
             if self.training:
-                self._update_centroids(tokens.float(), unit, cluster_ids)
+                self._update_centroids(unit, cluster_ids)
         return cluster_ids, keys
 
-    def _update_centroids(self, tokens: torch.Tensor, unit: torch.Tensor, cluster_ids: torch.Tensor) -> None:
+    def _update_centroids(self, unit: torch.Tensor, cluster_ids: torch.Tensor) -> None:
         one_hot = F.one_hot(cluster_ids, self.clusters).to(unit.dtype)  # (B, L, K)
-        per_cluster = torch.cat([torch.einsum("blk,blc->kc", one_hot, unit), one_hot.sum(dim=(0, 1))[:, None]], dim=1)
-        token_sum = torch.cat([tokens.sum(dim=(0, 1)), tokens.new_tensor([tokens.shape[0] * tokens.shape[1]])])
-        stats = _all_reduce_sum(torch.cat([per_cluster, token_sum[None]]))
-        sums, counts = stats[:-1, :-1], stats[:-1, -1]
-        batch_mean = stats[-1, :-1] / stats[-1, -1]
-        # A mean never set (zero: a fresh model, or one trained before centring) starts at the batch's.
-        started = self.token_mean.abs().sum() > 0  # a tensor, not a bool: no graph break under torch.compile
-        self.token_mean.copy_(torch.where(started, torch.lerp(batch_mean, self.token_mean, self.momentum), batch_mean))
+        stats = torch.cat([torch.einsum("blk,blc->kc", one_hot, unit), one_hot.sum(dim=(0, 1))[:, None]], dim=1)
+        stats = _all_reduce_sum(stats)
+        sums, counts = stats[:, :-1], stats[:, -1]
         moved = F.normalize(self.momentum * self.centroids + (1 - self.momentum) * F.normalize(sums, dim=-1), dim=-1)
         self.balance += BALANCE_RATE * torch.sign(counts.sum() / self.clusters - counts)
         self.balance -= self.balance.mean()
