@@ -34,7 +34,7 @@ def _real_test_frames() -> list:
 
     names = [("GT-RAIN", "North_Cape_0-0-Webcam-R-000.png"), ("Rain100L", "1.png"), ("Rain100H", "1.png")]
     return [torch.from_numpy(read_image(shared_data(d, "test", "rain", n)).rgb.transpose(2, 0, 1).copy()).float()[None]
-            / 255.0 for d, n in names]
+            for d, n in names]  # read_image gives float32 in [0, 1]
 
 
 def test_counting_sort_leaves_the_bundled_checkpoints_outputs_unchanged():
@@ -75,5 +75,6 @@ def test_counting_sort_equals_argsort_on_the_keys_of_a_real_720p_frame():
         model(frame)
     assert sorted(keys.shape[1] for keys, _ in seen) == [15_360, 61_440]
     for keys, buckets in seen:
-        assert buckets == 32 and len(keys.unique()) > 1  # a real sort: tokens of several keys interleave
+        # A real sort of a real frame: most of the 32 keys in use (27-32 for stages 3 and 4).
+        assert buckets == 32 and len(keys.unique()) >= buckets // 2
         assert torch.equal(positions_counting(keys, buckets), positions_argsort(keys))
