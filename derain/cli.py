@@ -179,10 +179,10 @@ def _export(args: argparse.Namespace) -> None:
     batch = f"1..{args.batch}" if args.dynamic_batch else args.batch
     tqdm.write(f"wrote {path} (opset 17, input rainy {batch}x3x{args.height}x{args.width}, simplified, checked)")
     parity = check_parity(model, path, parity_inputs(args.batch, args.height, args.width))
-    progress.set_description("fp16")
     progress.update()
     tqdm.write(parity.summary())
     if args.fp16:
+        progress.set_description("fp16")
         fp16 = convert_to_fp16(path, path.with_suffix(".fp16.onnx"))
         progress.update()
         tqdm.write(f"wrote {fp16} (FP16; LayerNorm, Softmax, the NAB sort, position maps and full-image reductions kept FP32)")
