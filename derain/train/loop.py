@@ -155,6 +155,12 @@ def plan(settings: TrainSettings, step_seconds: dict[int, float] | None = None) 
                     settings.min_lr, max(1, round(settings.warmup * steps)))
 
 
+def compiled(module: torch.nn.Module) -> torch.nn.Module:
+    """torch.compile with one static graph per patch size: a second size otherwise makes dynamo trace
+    symbolic shapes, which inductor fails on (InductorError "64*((s6//4)) < 64", torch 2.13)."""
+    return torch.compile(module, dynamic=False)
+
+
 def time_steps(model: DerainNet, settings: TrainSettings, data: TrainingData, device: str) -> dict[int, float]:
     """Seconds per training step at each patch size, timed on a throwaway copy (median of 3, one warm-up).
 
@@ -163,7 +169,7 @@ def time_steps(model: DerainNet, settings: TrainSettings, data: TrainingData, de
     pass (the budget is the run's unloaded time)."""
     probe = copy.deepcopy(model).train()
     optimizer = torch.optim.AdamW(probe.parameters(), lr=0.0)
-    forward = torch.compile(probe, dynamic=False) if settings.compile else probe
+    forward = compiled(probe) if settings.compile else probe
     threads = torch.get_num_threads()
     seconds = {}
     for patch, _ in settings.patches:
@@ -298,10 +304,8 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
     # broadcast_buffers=False: rank 0's NAB centroids would overwrite the others' on every forward;
     # the model all-reduces their statistics instead, so all ranks move them alike.
     live = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
-    # dynamic=False: one static graph per patch size; a second size otherwise makes dynamo trace
-    # symbolic shapes, which inductor fails on (InductorError "64*((s6//4)) < 64", torch 2.13).
     if settings.compile:  # checkpoints keep saving `model`: the compiled wrapper shares its weights
-        live = torch.compile(live, dynamic=False)
+        live = compiled(live)
     validation = data.validation_pairs() if rank == 0 else []
     validation_sources = data.validation_sources()
     if rank == 0:
