@@ -1,7 +1,8 @@
 """A checkpoint scored on a training run's own validation pairs, exactly as the trainer scores its
-EMA (per source folder too): what a run's shipping rule compares against.
+EMA (per source folder too): what a run's shipping rule compares against. With --fit, on the pairs
+the run trained on instead: the gap between the two says whether data or capacity limits the run.
 
-    python benchmarks/run_validation.py --run runs/long [--checkpoint derain/checkpoints/realtime.pt] [-o out.json]
+    python benchmarks/run_validation.py --run runs/long [--checkpoint derain/checkpoints/realtime.pt] [--fit] [-o out.json]
 """
 
 from __future__ import annotations
@@ -24,17 +25,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="run folder with last.pt")
     parser.add_argument("--checkpoint", type=Path, default=bundled_checkpoint_path())
+    parser.add_argument("--fit", action="store_true", help="score the run's training pairs, not its validation pairs")
     parser.add_argument("-o", "--output", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
     state = torch.load(args.run / "last.pt", map_location="cpu", weights_only=True)
     settings = TrainSettings.from_dict(state["settings"])
     data = TrainingData(settings.data, settings.batch, lambda step: 64, settings.seed)
-    pairs, sources = data.validation_pairs(), data.validation_sources()
+    if args.fit:
+        pairs, sources = data.training_pairs(), data.training_sources()
+    else:
+        pairs, sources = data.validation_pairs(), data.validation_sources()
     model, _ = load_checkpoint(args.checkpoint)
     rows, _ = score_pairs(model.eval(), pairs, progress=False)
     result = {"command": "python benchmarks/run_validation.py " + " ".join(sys.argv[1:]), "run": str(args.run),
-              "checkpoint": str(args.checkpoint), **mean_scores(rows),
+              "checkpoint": str(args.checkpoint),
+              "pairs": "training" if args.fit else "validation", **mean_scores(rows),
               "sources": {s: mean_scores([r for r, t in zip(rows, sources) if t == s]) for s in dict.fromkeys(sources)}}
     if args.output:
         with atomic_path(args.output) as tmp:

@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from conftest import run_derain
 from derain.data.datasets import (DataSpec, TrainingData, read_rgb8, scene_of, split_pairs, streak_target,
                                   tone_aligned)
+from derain.data.io import read_image
 from derain.data.pairs import clean_name_candidates, load_pairs, pair_paths
 from derain.data.metrics import psnr_y, ssim_y
 from derain.errors import DerainError
@@ -104,6 +105,18 @@ def test_training_batches_are_seeded_mixed_and_hold_out_validation(tmp_path):
     assert all(image.dtype == np.uint8 for image in data.pair_images.cache.values())  # kept as uint8
     other_rank = TrainingData(spec, 4, lambda step: 48, seed=3, rank=1)
     assert not torch.equal(other_rank[1][0], rainy)
+
+
+def test_training_pairs_are_each_pair_trained_on_once_with_its_real_clean_frame(tmp_path):
+    folder = _paired_folder(tmp_path / "pairs")
+    spec = DataSpec(pairs=(str(folder), str(folder)), clean=("skimage",), mix=(1, 0, 0), val_fraction=0.34)
+    data = TrainingData(spec, 2, lambda step: 32)
+    pairs, sources = data.training_pairs(), data.training_sources()
+    kept = list(dict.fromkeys(data.pairs))
+    assert len(data.pairs) == 2 * len(kept) == 2 * len(pairs) == 8 and sources == [f"{tmp_path.name}/pairs"] * 4
+    assert not set(kept) & set(data.val_pairs)
+    for (rainy, clean), (rainy_path, clean_path) in zip(pairs, kept):
+        assert np.array_equal(rainy, read_image(rainy_path).rgb) and np.array_equal(clean, read_image(clean_path).rgb)
 
 
 def test_validation_holds_out_whole_scenes(tmp_path):

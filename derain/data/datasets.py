@@ -239,6 +239,16 @@ class TrainingData(Dataset):
             return ["/".join(rainy.parts[-4:-2]) for rainy, _ in self.val_pairs]
         return ["synthetic"] * len(self.val_clean)
 
+    def training_sources(self) -> list[str]:
+        """Where each of `training_pairs` comes from, as `validation_sources`."""
+        return ["/".join(rainy.parts[-4:-2]) for rainy, _ in dict.fromkeys(self.pairs)]
+
+    def training_pairs(self) -> list[Pair]:
+        """The whole paired images the run trains on (each once), scored against their real clean
+        frames like the validation pairs: a run that scores far better here than there is short of
+        data, one that scores the same is short of capacity or steps."""
+        return [(read_image(r).rgb, read_image(c).rgb) for r, c in dict.fromkeys(self.pairs)]
+
     def validation_pairs(self) -> list[Pair]:
         """Held-out train pairs (or, with no pairs, held-out clean photos with fixed synthetic rain)."""
         if self.val_pairs:
