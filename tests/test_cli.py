@@ -190,7 +190,12 @@ def test_sigterm_finalizes_a_stream_recording_like_ctrl_c(tmp_path, tiny_checkpo
     process = subprocess.Popen([sys.executable, "-m", "derain", "stream", "--source", str(source), "--sink",
                                 str(tmp_path / "out.avi"), "--checkpoint", str(tiny_checkpoint), "--threads", "1"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(8)
+    # Signal once the recording has begun (its temporary exists), not after a fixed time: on a loaded
+    # machine the interpreter may take longer than any fixed wait to load torch.
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.*")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # a few frames into the recording
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr  # interrupted, as by Ctrl-C
@@ -306,7 +311,12 @@ def test_sigterm_stops_run_on_a_video_with_nothing_left(tmp_path, tiny_checkpoin
     process = subprocess.Popen([sys.executable, "-m", "derain", "run", str(source), "-o", str(tmp_path / "out"),
                                 "--checkpoint", str(tiny_checkpoint), "--threads", "1"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(8)
+    # Signal once the recording has begun (its temporary exists), not after a fixed time: on a loaded
+    # machine the interpreter may take longer than any fixed wait to load torch.
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.*")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # a few frames into the recording
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr  # interrupted, as by Ctrl-C

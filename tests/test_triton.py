@@ -180,7 +180,9 @@ def test_a_stream_rides_out_a_server_restart(tmp_path, dynamic_onnx):
 
     from test_runtime import _write_video
 
-    _write_video(tmp_path / "cam.avi", 600)  # 20 s at 30 fps, paced in real time: room for the backoff
+    # 60 s paced in real time: room for the backoff and for a second server that starts slowly on a
+    # loaded machine (20 s was too short for one in CI beside a training run)
+    _write_video(tmp_path / "cam.avi", 600, fps=10)
     repository = write_repository(dynamic_onnx, tmp_path / "repo", TritonOptions(kind="cpu", python_backend=True))
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
