@@ -21,6 +21,23 @@ from derain.train.evaluate import mean_scores, score_pairs
 from derain.train.loop import TrainSettings
 
 
+def run_pairs(run: Path, fit: bool = False) -> tuple[list, list[str]]:
+    """A run's validation pairs (or, with `fit`, its training pairs) and the folder each comes from."""
+    state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    settings = TrainSettings.from_dict(state["settings"])
+    data = TrainingData(settings.data, settings.batch, lambda step: 64, settings.seed)
+    if fit:
+        return data.training_pairs(), data.training_sources()
+    return data.validation_pairs(), data.validation_sources()
+
+
+def score_by_source(model: torch.nn.Module, pairs: list, sources: list[str]) -> dict:
+    """Mean scores over all pairs and per source folder, as the trainer logs its validation."""
+    rows, _ = score_pairs(model.eval(), pairs, progress=False)
+    return {**mean_scores(rows),
+            "sources": {s: mean_scores([r for r, t in zip(rows, sources) if t == s]) for s in dict.fromkeys(sources)}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="run folder with last.pt")
@@ -29,19 +46,11 @@ def main() -> int:
     parser.add_argument("-o", "--output", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    state = torch.load(args.run / "last.pt", map_location="cpu", weights_only=True)
-    settings = TrainSettings.from_dict(state["settings"])
-    data = TrainingData(settings.data, settings.batch, lambda step: 64, settings.seed)
-    if args.fit:
-        pairs, sources = data.training_pairs(), data.training_sources()
-    else:
-        pairs, sources = data.validation_pairs(), data.validation_sources()
+    pairs, sources = run_pairs(args.run, args.fit)
     model, _ = load_checkpoint(args.checkpoint)
-    rows, _ = score_pairs(model.eval(), pairs, progress=False)
     result = {"command": "python benchmarks/run_validation.py " + " ".join(sys.argv[1:]), "run": str(args.run),
               "checkpoint": str(args.checkpoint),
-              "pairs": "training" if args.fit else "validation", **mean_scores(rows),
-              "sources": {s: mean_scores([r for r, t in zip(rows, sources) if t == s]) for s in dict.fromkeys(sources)}}
+              "pairs": "training" if args.fit else "validation", **score_by_source(model, pairs, sources)}
     if args.output:
         with atomic_path(args.output) as tmp:
             tmp.write_text(json.dumps(result, indent=1) + "\n")
