@@ -19,13 +19,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from run_validation import run_pairs, score_by_source  # noqa: E402
-from tone_shift import photos, tone_and_detail  # noqa: E402
+from tone_shift import photos, tone_summary  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from derain.atomic import atomic_path  # noqa: E402
+from derain.errors import DerainError  # noqa: E402
 from derain.model import DerainNet, load_checkpoint, save_checkpoint  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -34,13 +34,21 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def interpolate(start: DerainNet, end: DerainNet, alpha: float) -> DerainNet:
     """(1 - alpha) * start + alpha * end, tensor by tensor (weights and NAB centroids alike)."""
     if start.config != end.config:
-        raise SystemExit("interpolate: --start and --end are different architectures")
+        raise DerainError(f"--start and --end are different architectures ({start.config.name}, {end.config.name})")
     ends = end.state_dict()
     mixed = {key: torch.lerp(value, ends[key], alpha) if value.is_floating_point() else value
              for key, value in start.state_dict().items()}
     model = DerainNet(start.config)
     model.load_state_dict(mixed)
     return model.eval()
+
+
+def alpha_list(text: str) -> list[float]:
+    """"0,0.25,1" -> [0.0, 0.25, 1.0]; argparse turns the ValueError into one usage line."""
+    alphas = [float(a) for a in text.split(",")]
+    if not all(0.0 <= a <= 1.0 for a in alphas):
+        raise ValueError(text)
+    return alphas
 
 
 def plot(rows: list[dict], tone_bound: float, path: Path) -> None:
@@ -66,11 +74,12 @@ def main() -> None:
     parser.add_argument("--start", type=Path, required=True, help="the parent checkpoint (a = 0)")
     parser.add_argument("--end", type=Path, required=True, help="its fine-tune (a = 1)")
     parser.add_argument("--run", type=Path, required=True, help="run folder whose validation pairs score them")
-    parser.add_argument("--alphas", default="0,0.25,0.5,0.75,1")
+    parser.add_argument("--alphas", type=alpha_list, default="0,0.25,0.5,0.75,1", help="comma-separated, in [0, 1]")
     parser.add_argument("--data", type=Path, default=DATA, help="the folder with real/ (tone photos)")
     parser.add_argument("--tone-bound", type=float, default=3.0, help="drawn on the plot (levels)")
     parser.add_argument("--keep", type=Path, help="save each candidate here as a-<alpha>.pt")
-    parser.add_argument("-o", "--output", type=Path, default=Path(__file__).parent / "results" / "training" / "interpolation")
+    parser.add_argument("-o", "--output", type=Path,
+                        default=Path(__file__).parent / "results" / "training" / "interpolation")
     args = parser.parse_args()
     torch.set_num_threads(1)
     start, start_meta = load_checkpoint(args.start)
@@ -78,13 +87,10 @@ def main() -> None:
     pairs, sources = run_pairs(args.run)
     tone_photos = photos(args.data)
     rows = []
-    for alpha in tqdm([float(a) for a in args.alphas.split(",")], desc="alphas", unit="candidate"):
+    for alpha in tqdm(args.alphas, desc="alphas", unit="candidate"):
         model = interpolate(start, end, alpha)
-        with torch.no_grad():
-            changes = np.array([tone_and_detail(model, p) for p in tone_photos])
-            rows.append({"alpha": alpha, "validation": score_by_source(model, pairs, sources),
-                         "tone_change": round(float(changes[:, 0].mean()), 2),
-                         "detail_change": round(float(changes[:, 1].mean()), 2)})
+        rows.append({"alpha": alpha, "validation": score_by_source(model, pairs, sources),
+                     **tone_summary(model, tone_photos, f"a={alpha:g}")})
         if args.keep:  # ready to bundle: the end's training record, these weights' scores, both parents
             lineage = {"interpolated": f"(1 - {alpha:g}) * start + {alpha:g} * end",
                        "start": {"path": str(args.start), **start_meta.get("lineage", {})},
@@ -104,4 +110,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DerainError as error:  # a bad checkpoint, run folder or data folder: one line, exit 1
+        sys.exit(f"interpolate: {error}")

@@ -16,13 +16,16 @@ import torch
 
 from derain.atomic import atomic_path
 from derain.data.datasets import TrainingData
+from derain.errors import DerainError
 from derain.model import bundled_checkpoint_path, load_checkpoint
-from derain.train.evaluate import mean_scores, score_pairs
+from derain.train.evaluate import mean_scores, score_pairs, source_scores
 from derain.train.loop import TrainSettings
 
 
 def run_pairs(run: Path, fit: bool = False) -> tuple[list, list[str]]:
     """A run's validation pairs (or, with `fit`, its training pairs) and the folder each comes from."""
+    if not (run / "last.pt").is_file():
+        raise DerainError(f"--run {run}: no last.pt (a run folder of derain train)")
     state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
     settings = TrainSettings.from_dict(state["settings"])
     data = TrainingData(settings.data, settings.batch, lambda step: 64, settings.seed)
@@ -34,8 +37,7 @@ def run_pairs(run: Path, fit: bool = False) -> tuple[list, list[str]]:
 def score_by_source(model: torch.nn.Module, pairs: list, sources: list[str]) -> dict:
     """Mean scores over all pairs and per source folder, as the trainer logs its validation."""
     rows, _ = score_pairs(model.eval(), pairs, progress=False)
-    return {**mean_scores(rows),
-            "sources": {s: mean_scores([r for r, t in zip(rows, sources) if t == s]) for s in dict.fromkeys(sources)}}
+    return {**mean_scores(rows), "sources": source_scores(rows, sources)}
 
 
 def main() -> int:
@@ -59,4 +61,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except DerainError as error:  # a bad run folder or checkpoint: one line, exit 1
+        sys.exit(f"run_validation: {error}")

@@ -51,6 +51,13 @@ def tone_and_detail(model: torch.nn.Module, path: Path) -> tuple[float, float]:
     return float(np.abs(tone).mean()), float(np.abs(change - tone).mean())
 
 
+def tone_summary(model: torch.nn.Module, paths: list[Path], label: str = "photos") -> dict:
+    """Mean tone and detail change of Y over `paths` (levels), with a progress bar named `label`."""
+    changes = np.array([tone_and_detail(model, p) for p in tqdm(paths, desc=label, unit="photo")])
+    return {"tone_change": round(float(changes[:, 0].mean()), 2),
+            "detail_change": round(float(changes[:, 1].mean()), 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="*", type=Path, default=[bundled_checkpoint_path()])
@@ -62,9 +69,7 @@ def main() -> None:
     results = {}
     for checkpoint in args.checkpoints:
         model, _ = load_checkpoint(checkpoint)
-        changes = np.array([tone_and_detail(model, p) for p in tqdm(paths, desc=checkpoint.name, unit="photo")])
-        results[str(checkpoint)] = {"tone_change": round(float(changes[:, 0].mean()), 2),
-                                    "detail_change": round(float(changes[:, 1].mean()), 2)}
+        results[str(checkpoint)] = tone_summary(model, paths, checkpoint.name)
         print(checkpoint, results[str(checkpoint)])
     report = {"command": "python benchmarks/tone_shift.py " + " ".join(map(str, args.checkpoints)),
               "photos": f"{len(paths)} of real/SIRR-real147 (every fifth), {SIDE} px",

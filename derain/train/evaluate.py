@@ -51,6 +51,12 @@ def mean_scores(rows: list[dict]) -> dict:
     return result
 
 
+def source_scores(rows: list[dict], sources: list[str]) -> dict:
+    """`mean_scores` per source folder (`sources[i]` is where `rows[i]` comes from), in first-seen order."""
+    return {source: mean_scores([row for row, s in zip(rows, sources) if s == source])
+            for source in dict.fromkeys(sources)}
+
+
 def evaluate(model: DerainNet, pairs: list[Pair], progress: bool = True) -> dict:
     """Mean Y-channel PSNR/SSIM of the model's uint8 output and of the rainy input."""
     return mean_scores(score_pairs(model, pairs, progress)[0])

@@ -36,7 +36,7 @@ from ..data.datasets import DataSpec, TrainingData
 from ..errors import DerainError
 from ..model import DerainNet, build_model, save_checkpoint
 from ..model.config import ModelConfig
-from .evaluate import mean_scores, score_pairs
+from .evaluate import mean_scores, score_pairs, source_scores
 
 # Peak learning rates per config: 1e-3 was calibrated for the small configs on this CPU; the
 # paper-scale ones keep Restormer's 3e-4.
@@ -353,9 +353,7 @@ def train(settings: TrainSettings, run_dir: str | Path, resume: bool = False, st
         if rank == 0 and validation and (done % settings.val_every == 0 or done == schedule.steps):
             rows, _ = score_pairs(ema.model, validation, progress=False)
             scores = mean_scores(rows)
-            sources = {source: mean_scores([row for row, s in zip(rows, validation_sources) if s == source])
-                       for source in dict.fromkeys(validation_sources)}
-            log["val"].append({"step": done, **scores, "sources": sources})
+            log["val"].append({"step": done, **scores, "sources": source_scores(rows, validation_sources)})
             if log["best"] is None or scores["psnr"] > log["best"]["psnr"]:
                 log["best"] = {"step": done, **scores}
                 _save_best(run_dir / "best.pt", ema.model, settings, log, log["best"])
