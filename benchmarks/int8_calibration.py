@@ -25,9 +25,9 @@ from derain.validate.report import validate
 from int8 import CALIBRATION, CALIBRATION_FRAMES, RESULTS, SIZE, setup
 
 EVALUATION = ("Rain200H/train", "GT-RAIN/train")
-VARIANTS = {  # name: (percentile or None for MinMax, image-facing convolutions in float)
-    "minmax": (None, False),
-    "minmax, float image convs": (None, True),
+VARIANTS = {  # name: (percentile, 100 for MinMax; image-facing convolutions in float)
+    "minmax": (100.0, False),
+    "minmax, float image convs": (100.0, True),
     "p99.9": (99.9, False),
     "p99.99": (99.99, False),
     "p99.999": (99.999, False),
@@ -45,7 +45,7 @@ def main() -> int:
         models = {"fp32": fp32}
         for index, (name, (percentile, float_convs)) in enumerate(VARIANTS.items()):
             models[name] = quantize_onnx(fp32, calibration, Path(folder) / f"int8-{index}.onnx", percentile,
-                                         float_convs)
+                                         reference=False, float_image_convs=float_convs)
         report, _ = validate(models, pairs, max_loss_db=np.inf, data=" + ".join(EVALUATION))
     result = {
         "command": "python benchmarks/int8_calibration.py",

@@ -235,7 +235,10 @@ def _quantize(args: argparse.Namespace) -> None:
 
     if not args.model.is_file():
         raise DerainError(f"{args.model}: no such file")
-    quantize_onnx(args.model, load_calibration(args.calib), args.output)
+    if args.calib_only and args.calib is None:
+        raise DerainError("--calib-only needs --calib (the frames to take the ranges from)")
+    calibration = None if args.calib is None else load_calibration(args.calib)
+    quantize_onnx(args.model, calibration, args.output, reference=not args.calib_only)
     print(f"wrote {args.output} (INT8 Q/DQ, symmetric, per-channel weights)")
 
 
@@ -272,7 +275,8 @@ def _deploy(args: argparse.Namespace) -> None:
     from .deploy import DeployOptions, deploy
 
     options = DeployOptions(height=args.height, width=args.width, precision=args.precision, calib=args.calib,
-                            calib_frames=args.calib_frames, checkpoint=args.checkpoint, onnx_dir=args.onnx_dir)
+                            calib_frames=args.calib_frames, calib_only=args.calib_only, checkpoint=args.checkpoint,
+                            onnx_dir=args.onnx_dir, max_loss_db=args.max_loss_db, force=args.force)
     engine = deploy(options, _build_options(args))
     print(f"wrote {engine} (and its manifest, with the equivalent trtexec command)")
 
@@ -375,6 +379,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .deploy import INT8_MAX_LOSS_DB
+
     parser = _Parser(prog="derain", description="Derain images and video with a dual-stage "
                      "(masked / non-local attention) transformer.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -486,7 +492,10 @@ def build_parser() -> argparse.ArgumentParser:
     quantize = sub.add_parser("quantize", help="ONNX + calib.npz -> INT8 Q/DQ ONNX (ONNX Runtime quantize_static)",
                              formatter_class=defaults)
     quantize.add_argument("model", type=Path)
-    quantize.add_argument("--calib", required=True, type=Path, help="calib.npz from `derain calib`")
+    quantize.add_argument("--calib", type=Path,
+                          help="calib.npz from `derain calib`: widens the shipped reference ranges, never narrows them")
+    quantize.add_argument("--calib-only", action="store_true",
+                          help="ranges from --calib alone, narrowed to its content (for experiments, not engines)")
     quantize.add_argument("-o", "--output", required=True, type=Path, help="the Q/DQ ONNX to write")
     quantize.set_defaults(func=_quantize)
 
@@ -516,8 +525,14 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--height", type=int, required=True, help="static input height")
     deploy.add_argument("--width", type=int, required=True, help="static input width")
     deploy.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"), help="engine precision")
-    deploy.add_argument("--calib", type=Path, help="int8: a video or a folder of rainy frames (not a test split)")
+    deploy.add_argument("--calib", type=Path, help="int8, optional: a video or a folder of your camera's frames, "
+                        "which widen the shipped reference ranges")
     deploy.add_argument("--calib-frames", type=int, default=64, help="frames spread over --calib")
+    deploy.add_argument("--calib-only", action="store_true",
+                        help="int8 ranges from --calib alone (narrowed to its content; the check will tell)")
+    deploy.add_argument("--max-loss-db", type=float, default=INT8_MAX_LOSS_DB,
+                        help="int8: refuse a model that loses more than this vs FP32 on a group of reference pairs")
+    deploy.add_argument("--force", action="store_true", help="int8: build even when the check fails")
     deploy.add_argument("--onnx-dir", type=Path, default=Path("deploy"), help="where the ONNX files stay")
     _add_build_options(deploy)
     deploy.set_defaults(func=_deploy)

@@ -77,23 +77,27 @@ def test_trtexec_command_reproduces_the_build():
     assert "--noTF32" not in trtexec_command(Path("m.onnx"), Path("m.engine"), options, Path("t.cache"))
 
 
-def test_deploy_checks_its_inputs_and_the_device_before_any_work(tmp_path):
+def test_deploy_checks_its_inputs_first_and_writes_the_onnx_where_tensorrt_is_absent(tmp_path, tiny_checkpoint):
     from conftest import run_derain
 
-    result = run_derain("deploy", "--height", "64", "--width", "64", "--precision", "int8",
+    result = run_derain("deploy", "--height", "64", "--width", "64", "--precision", "int8", "--calib-only",
                         "--onnx-dir", tmp_path / "onnx")
-    assert result.returncode == 1 and "needs --calib" in result.stderr
+    assert result.returncode == 1 and "--calib-only needs --calib" in result.stderr
     result = run_derain("deploy", "--height", "64", "--width", "64", "--precision", "int8", "--calib",
                         tmp_path / "nothing", "--onnx-dir", tmp_path / "onnx")
     assert result.returncode == 1 and "no such calibration source" in result.stderr
+    assert not (tmp_path / "onnx").exists()  # nothing exported before the inputs are known to be good
     try:
         import tensorrt  # noqa: F401
         pytest.skip("TensorRT is installed here: deploy would build")
     except ImportError:
         pass
-    result = run_derain("deploy", "--height", "64", "--width", "64", "--onnx-dir", tmp_path / "onnx")
-    assert result.returncode == 1 and "TensorRT is not installed" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "onnx").exists()  # nothing exported
+    result = run_derain("deploy", "--checkpoint", tiny_checkpoint, "--height", "48", "--width", "64",
+                        "--onnx-dir", tmp_path / "onnx")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("derain: error:")]
+    assert result.returncode == 1 and len(errors) == 1 and "TensorRT is not installed" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "onnx" / "tiny-64x48.fp16.onnx").is_file()  # ready to build where TensorRT is
 
 
 def test_the_fingerprint_tells_orin_modules_apart():

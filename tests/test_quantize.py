@@ -1,4 +1,7 @@
 import json
+import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -322,3 +325,108 @@ def test_builds_are_strongly_typed_from_the_graph_on_tensorrt_10_and_11(tiny_mod
     assert [tuple(profile["rainy"].min), tuple(profile["rainy"].opt), tuple(profile["rainy"].max)] == \
         [(1, 3, 48, 64), (4, 3, 48, 64), (4, 3, 48, 64)]
     assert read_engine_manifest(engine).input["batch"] == [1, 4]
+
+
+def _qdq_scales(path: Path) -> dict[str, float]:
+    """Activation tensor -> its QuantizeLinear scale."""
+    model = onnx.load(str(path))
+    constants = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            constants[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
+    return {node.input[0]: float(constants[node.input[1]]) for node in model.graph.node
+            if node.op_type == "QuantizeLinear" and node.input[1] in constants and constants[node.input[1]].size == 1}
+
+
+@pytest.fixture(scope="module")
+def ranged_models(tmp_path_factory):
+    """A tiny model quantized with the default ranges, with dark frames widening them (they cannot
+    narrow), with dark frames alone (narrowed on purpose), and with bright noise widening them."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ranged")
+    fp32 = export_onnx(build_model("tiny"), folder / "tiny.onnx", 48, 64)
+    rng = np.random.default_rng(0)
+    dark = (rng.random((3, 3, 48, 64)) * 0.02).astype(np.float32)
+    bright = rng.random((3, 3, 48, 64)).astype(np.float32) * 8  # far outside any image: wider ranges
+    return {"fp32": fp32, "default": quantize_onnx(fp32, None, folder / "default.onnx"),
+            "dark widening": quantize_onnx(fp32, dark, folder / "dark.onnx"),
+            "dark alone": quantize_onnx(fp32, dark, folder / "dark-alone.onnx", reference=False),
+            "bright widening": quantize_onnx(fp32, bright, folder / "bright.onnx")}
+
+
+def test_user_frames_widen_the_reference_ranges_and_never_narrow_them(ranged_models):
+    default = _qdq_scales(ranged_models["default"])
+    assert len(default) > 5
+    dark = _qdq_scales(ranged_models["dark widening"])
+    assert dark.keys() == default.keys() and all(dark[n] >= default[n] for n in default)  # dark content narrows none
+    alone = _qdq_scales(ranged_models["dark alone"])
+    narrowed = [name for name in default if alone[name] < default[name] * 0.99]  # dark frames alone: narrower
+    assert len(narrowed) > len(default) * 0.75
+    bright = _qdq_scales(ranged_models["bright widening"])
+    assert all(bright[name] >= default[name] for name in default) and any(bright[n] > default[n] for n in default)
+    manifest = read_manifest(ranged_models["dark widening"])
+    assert "reference rain (12 frames)" in manifest.extra["ranges"] and manifest.extra["calibration_frames"] == 3
+
+
+def test_reference_pairs_ship_with_the_package_from_train_splits_only():
+    from derain.calib.ranges import reference_groups
+
+    groups = reference_groups()
+    assert set(groups) == {"heavy", "heavy-dense", "light", "real"}
+    files = [f for folder in groups.values() for f in folder.rglob("*") if f.is_file()]
+    assert sum(f.stat().st_size for f in files) < 4 * 2**20
+    for folder in groups.values():
+        pairs = load_pairs(folder)
+        assert pairs and all(rainy.shape == clean.shape == (256, 256, 3) for rainy, clean in pairs)
+
+
+def test_reference_pairs_are_the_train_crops_the_script_cuts(tmp_path):
+    from conftest import shared_data
+    from derain.calib.ranges import REFERENCE
+
+    data = shared_data()
+    script = Path(__file__).parent.parent / "scripts" / "make_reference_pairs.py"
+    result = subprocess.run([sys.executable, str(script), "--data", str(data), "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    made = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.png"))
+    assert made == sorted(p.relative_to(REFERENCE) for p in REFERENCE.rglob("*.png"))
+    for relative in made:
+        assert np.array_equal(cv2.imread(str(tmp_path / relative)), cv2.imread(str(REFERENCE / relative)))
+    for rain in tmp_path.rglob("rain/*.png"):  # every crop comes from a train split
+        assert rain.name in {p.name for p in data.glob("*/train/rain/*")}
+
+
+def test_quantize_needs_no_calibration_and_calib_only_needs_one(ranged_models, tmp_path):
+    result = run_derain("quantize", ranged_models["fp32"], "-o", tmp_path / "q.onnx")
+    assert result.returncode == 0, result.stderr
+    assert _qdq_scales(tmp_path / "q.onnx") == _qdq_scales(ranged_models["default"])
+    result = run_derain("quantize", ranged_models["fp32"], "--calib-only", "-o", tmp_path / "r.onnx")
+    assert result.returncode == 1 and "--calib-only needs --calib" in result.stderr
+    assert not (tmp_path / "r.onnx").exists()
+
+
+def test_deploy_refuses_an_int8_model_that_fails_the_reference_check_before_tensorrt(tmp_path):
+    """The bundled checkpoint with ranges narrowed on purpose (dark frames alone) clips heavy rain's
+    streaks: the check names the group and the loss, exits 1, and leaves the engine store empty,
+    with or without TensorRT."""
+    (tmp_path / "dark").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "dark" / f"{i}.png"), (rng.random((48, 64, 3)) * 4).astype(np.uint8))
+    common = ["deploy", "--height", 48, "--width", 64, "--precision", "int8",
+              "--onnx-dir", tmp_path / "onnx", "--store", tmp_path / "engines"]
+    result = run_derain(*common, "--calib", tmp_path / "dark", "--calib-only")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("derain: error:")]
+    assert result.returncode == 1 and len(errors) == 1 and "Traceback" not in result.stderr
+    match = re.search(r"INT8 loses ([\d.]+) dB against FP32 on the reference pairs of ([\w-]+) rain \(bound 0.3 dB\)",
+                      errors[0])
+    assert match and float(match.group(1)) > 0.3 and match.group(2) in {"heavy", "heavy-dense", "light", "real"}
+    assert "--force" in errors[0] and not (tmp_path / "engines").exists()
+    # Told to go on, it goes on to the build: here the line is about TensorRT, not the check.
+    result = run_derain(*common, "--calib", tmp_path / "dark", "--calib-only", "--force")
+    assert result.returncode == 1 and "building it anyway (--force)" in result.stdout
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        assert "TensorRT is not installed" in result.stderr

@@ -5,7 +5,9 @@ FP32 (export/precision.py), so the engine's precision is all in the graph. Q/DQ 
 need opset 19 (TensorRT 10.3 parses up to 20): the quantized graph is converted to it.
 
 Symmetric INT8 (zero points 0, as TensorRT requires), per-channel weights, activation ranges at
-the 99.99th percentile of calib.npz (MinMax let rare outliers set the scale). Placed as TensorRT
+the 99.99th percentile (MinMax let rare outliers set the scale) of the reference frames that ship
+with the package, widened, never narrowed, by the user's calib.npz (calib/ranges.py: calibrated on
+light rain alone, INT8 stopped deraining heavy rain). Placed as TensorRT
 fuses them: Q/DQ on the inputs of Conv, Gemm and of the MatMuls with a weight, where INT8 pays,
 none on their outputs (OpTypesToExcludeOutputQuantization), so a residual Add reads a quantized
 skip and a float Conv output, which TensorRT folds into the Conv. Left in float: what
@@ -18,10 +20,6 @@ Both chosen on train pairs, never test ones: benchmarks/int8_calibration.py."""
 from __future__ import annotations
 
 import hashlib
-import io
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,55 +31,26 @@ from ..export.names import INPUT_NAME
 from ..export.fp16 import fp16_model
 from ..export.manifest import describe, read_manifest, write_manifest
 from ..export.precision import name_nodes
+from .ranges import PERCENTILE, Ranges, activation_ranges, default_ranges, quiet_quantizer, reference_frames
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 QDQ_OPSET = 19  # the first whose QuantizeLinear / DequantizeLinear take FP16
 
 
-@contextmanager
-def _quiet_quantizer() -> Iterator[None]:
-    """quantize_static logs two "consider pre-processing" warnings on the root logger (not for us:
-    onnxsim already simplified the graph) and its histogram calibrators print progress to stdout;
-    either would break the one-line output contract."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        root.setLevel(level)
-
-
-PERCENTILE = 99.99
-
-
-def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Path, percentile: float | None = PERCENTILE,
-                  float_image_convs: bool = True, output_qdq: bool = False) -> Path:
-    """`source` FP32 ONNX -> INT8 Q/DQ ONNX at `target`. percentile=None calibrates MinMax;
-    output_qdq=True also quantizes the outputs of Conv/Gemm/MatMul (the placement before TensorRT's
-    guidance was followed); benchmarks/int8_calibration.py and int8.py measure the choices."""
+def quantize_onnx(source: str | Path, calibration: np.ndarray | None, target: str | Path,
+                  percentile: float = PERCENTILE, reference: bool = True, float_image_convs: bool = True,
+                  output_qdq: bool = False) -> Path:
+    """`source` FP32 ONNX -> INT8 Q/DQ ONNX at `target`. Ranges: the shipped reference frames'
+    (reference=True), widened by `calibration`'s frames where given; reference=False takes the
+    calibration's alone (narrowed to its content: for measuring, not for engines). percentile=100
+    is MinMax. output_qdq=True also quantizes the outputs of Conv/Gemm/MatMul (the placement before
+    TensorRT's guidance was followed); benchmarks/int8_calibration.py and int8.py measure the choices."""
     import onnx
     from onnx import version_converter
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    class Frames(CalibrationDataReader):
-        """One frame at a time; `set_range` is how ONNX Runtime walks them in strides."""
-
-        def __init__(self) -> None:
-            self.set_range(0, len(calibration))
-
-        def __len__(self) -> int:
-            return len(calibration)
-
-        def set_range(self, start_index: int, end_index: int) -> None:
-            self.batches = iter(calibration[i : i + 1] for i in range(start_index, min(end_index, len(calibration))))
-
-        def get_next(self) -> dict | None:
-            batch = next(self.batches, None)
-            return None if batch is None else {INPUT_NAME: batch}
-
+    if calibration is None and not reference:
+        raise DerainError("no calibration frames and no reference ranges: nothing to take INT8 ranges from")
     try:
         model = onnx.load(str(source))  # quantize_static moves its weights elsewhere: one load per call
     except Exception as error:  # protobuf's DecodeError and friends
@@ -92,9 +61,22 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Pat
     except DerainError as error:  # a dynamic height or width: the counting sort is sized by them
         raise DerainError(f"{source}: {error}") from None
     expected = list(origin.input["shape"][1:])
-    if list(calibration.shape[1:]) != expected:
+    if calibration is not None and list(calibration.shape[1:]) != expected:
         raise DerainError(f"{source}: takes frames of {'x'.join(map(str, expected))}, the calibration frames are "
                           f"{'x'.join(map(str, calibration.shape[1:]))} (derain calib --height/--width)")
+    _, height, width = expected
+    ranges, frames_used = ranges_for(source, calibration, reference, percentile)
+    first = calibration[:1] if calibration is not None else reference_frames(height, width)[:1]
+
+    class OneFrame(CalibrationDataReader):
+        """quantize_static insists on calibrating: one frame, whose ranges the overrides replace."""
+
+        def __init__(self) -> None:
+            self.feeds = iter([{INPUT_NAME: first}])
+
+        def get_next(self) -> dict | None:
+            return next(self.feeds, None)
+
     keep_fp32 = set(origin.fp32_nodes)
     weights = {initializer.name for initializer in model.graph.initializer}
     activation_matmuls = {node.name for node in model.graph.node
@@ -102,17 +84,14 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Pat
     convs = [node.name for node in model.graph.node if node.op_type == "Conv"]  # topological order
     image_facing = {convs[0], convs[-1]} if convs and float_image_convs else set()
     with atomic_path(target) as tmp:
-        with _quiet_quantizer():
+        with quiet_quantizer():
             quantize_static(
-                model, str(tmp), Frames(), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
+                model, str(tmp), OneFrame(), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
                 per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                 nodes_to_exclude=sorted(keep_fp32 | activation_matmuls | image_facing),
-                calibrate_method=CalibrationMethod.MinMax if percentile is None else CalibrationMethod.Percentile,
                 extra_options={
-                    "CalibPercentile": percentile or PERCENTILE,
-                    # Histograms merged frame by frame: without a stride ONNX Runtime keeps every
-                    # activation of every frame (60 frames of 720p took 19 GB and were killed).
-                    "CalibStridedMinMax": 1,
+                    "TensorQuantOverrides": {name: [{"rmin": np.float32(-value), "rmax": np.float32(value)}]
+                                             for name, value in ranges.items()},
                     "ActivationSymmetric": True,
                     "WeightSymmetric": True,
                     "QuantizeBias": False,  # INT32 bias DequantizeLinear is not a TensorRT input type
@@ -125,8 +104,20 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray, target: str | Pat
         quantized = fp16_model(quantized, keep_fp32)
         onnx.checker.check_model(quantized)
         onnx.save(quantized, str(tmp))
-    calib_hash = hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest()
+    calibration_info = {"ranges": frames_used, "percentile": percentile}
+    if calibration is not None:
+        calibration_info.update(calibration_frames=len(calibration),
+                                calibration_sha256=hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest())
     write_manifest(target, replace(origin, precision="int8", source=str(source), opset=QDQ_OPSET,
-                                   extra={**origin.extra, "calibration_frames": len(calibration),
-                                          "calibration_sha256": calib_hash}))
+                                   extra={**origin.extra, **calibration_info}))
     return Path(target)
+
+
+def ranges_for(source: str | Path, calibration: np.ndarray | None, reference: bool,
+               percentile: float) -> tuple[Ranges, str]:
+    """The activation ranges quantize_onnx uses, and a line saying which frames made them."""
+    if reference:
+        return default_ranges(source, calibration, QUANTIZED_OPS, percentile)
+    assert calibration is not None
+    return (activation_ranges(source, calibration, QUANTIZED_OPS, percentile, "calibration"),
+            f"calibration ({len(calibration)} frames) alone")
