@@ -1,6 +1,8 @@
 """PSNR of the bundled checkpoint at FP32, FP16 (estimated on CPU) and INT8 on real test pairs
 (Rain100L, Rain100H, GT-RAIN); the INT8 target is a loss <= 0.3 dB (goal 0.1), reported whatever
-it is. Calibration: rainy images of the *train* splits (Rain200H, GT-RAIN), never a test split.
+it is. Ranges: derain quantize's default (the shipped reference crops and synthetic heavy rain),
+widened by rainy images of the *train* splits (Rain200H, GT-RAIN), never a test split;
+benchmarks/int8_matrix.py varies the calibration source.
 
     python benchmarks/int8.py [--data ../shared/data]   # -> benchmarks/results/int8.json, int8/
 
@@ -25,7 +27,7 @@ import torch
 
 from derain.atomic import atomic_path
 from derain.calib.frames import sample_frames
-from derain.calib.quantize import quantize_onnx
+from derain.calib.quantize import int8_mac_share, quantize_onnx
 from derain.data.pairs import load_pairs
 from derain.export.fp16 import convert_to_fp16
 from derain.export.onnx_export import export_onnx
@@ -70,6 +72,7 @@ def main() -> int:
                   "int8": quantize_onnx(fp32, calibration, Path(folder) / "model.int8.onnx"),
                   OUTPUT_QDQ: quantize_onnx(fp32, calibration, Path(folder) / "outputs.int8.onnx", output_qdq=True)}
         qdq = {name: qdq_counts(models[name]) for name in ("int8", OUTPUT_QDQ)}
+        mac_share = round(int8_mac_share(models["int8"]), 4)
         everything = []
         for split in SPLITS:
             pairs = load_pairs(args.data / split / "test")
@@ -86,11 +89,13 @@ def main() -> int:
         "model": model.config.name,
         "input": [1, 3, SIZE, SIZE],
         "data": f"real test pairs of {', '.join(SPLITS)} (all pairs), centre crops of {SIZE}x{SIZE}",
-        "calibration": f"{CALIBRATION_FRAMES} rainy crops of {' and '.join(CALIBRATION)} (train splits)",
+        "calibration": f"the default ranges (reference crops + synthetic heavy rain) widened by {CALIBRATION_FRAMES} "
+                       f"rainy crops of {' and '.join(CALIBRATION)} (train splits)",
         "precisions": report.precisions,
         "per_split": per_split,
         "int8_loss_db": int8_loss,
         "qdq_nodes": qdq,
+        "int8_mac_share": mac_share,
         "qdq_note": f"'int8' places Q/DQ as TensorRT fuses them (none on Conv/Gemm/MatMul outputs); '{OUTPUT_QDQ}' "
                     "is the placement before (ONNX Runtime's default); both FP16 outside the Q/DQ",
         "int8_target_db": TARGET_DB,

@@ -231,7 +231,7 @@ def _calib(args: argparse.Namespace) -> None:
 
 def _quantize(args: argparse.Namespace) -> None:
     from .calib.frames import load_calibration
-    from .calib.quantize import quantize_onnx
+    from .calib.quantize import int8_mac_share, quantize_onnx
 
     if not args.model.is_file():
         raise DerainError(f"{args.model}: no such file")
@@ -239,7 +239,15 @@ def _quantize(args: argparse.Namespace) -> None:
         raise DerainError("--calib-only needs --calib (the frames to take the ranges from)")
     calibration = None if args.calib is None else load_calibration(args.calib)
     quantize_onnx(args.model, calibration, args.output, reference=not args.calib_only)
-    print(f"wrote {args.output} (INT8 Q/DQ, symmetric, per-channel weights)")
+    print(f"wrote {args.output} (INT8 Q/DQ, symmetric, per-channel weights; "
+          f"{int8_mac_share(args.output):.1%} of the multiply-accumulates in INT8)")
+    if args.sensitivity:
+        from .validate.sensitivity import sensitivity, write_sensitivity
+
+        rows, baselines = sensitivity(args.model, args.output, calibration)
+        for path in write_sensitivity(rows, baselines, args.sensitivity):
+            print(f"wrote {path}")
+        print("\n".join((args.sensitivity / "sensitivity.md").read_text().splitlines()[:12]))
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -496,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="calib.npz from `derain calib`: widens the shipped reference ranges, never narrows them")
     quantize.add_argument("--calib-only", action="store_true",
                           help="ranges from --calib alone, narrowed to its content (for experiments, not engines)")
+    quantize.add_argument("--sensitivity", type=Path, metavar="DIR",
+                          help="also measure each activation's share of the INT8 loss: DIR/sensitivity.{json,md,png}")
     quantize.add_argument("-o", "--output", required=True, type=Path, help="the Q/DQ ONNX to write")
     quantize.set_defaults(func=_quantize)
 

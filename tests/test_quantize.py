@@ -430,3 +430,44 @@ def test_deploy_refuses_an_int8_model_that_fails_the_reference_check_before_tens
         import tensorrt  # noqa: F401
     except ImportError:
         assert "TensorRT is not installed" in result.stderr
+
+
+def test_sensitivity_bypasses_qdq_pairs_exactly_and_ranks_every_activation(ranged_models, tmp_path):
+    from derain.validate.sensitivity import _activation_qdq, _keep_only
+
+    model = onnx.load(str(ranged_models["dark alone"]))
+    pairs = _activation_qdq(model)
+    x = np.random.default_rng(1).random((1, 3, 48, 64), dtype=np.float32)
+
+    def run(proto) -> np.ndarray:
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, {INPUT_NAME: x})[0]
+
+    assert np.array_equal(run(_keep_only(model, pairs, set(pairs))), run(model))  # keeping all changes nothing
+    weights_only = _keep_only(model, pairs, set())
+    assert not _activation_qdq(weights_only) and not np.array_equal(run(weights_only), run(model))
+    assert len(_activation_qdq(_keep_only(model, pairs, {next(iter(pairs))}))) == 1
+
+    np.savez(tmp_path / "dark.npz", rainy=(np.random.default_rng(0).random((2, 3, 48, 64)) * 0.02).astype(np.float32))
+    result = run_derain("quantize", ranged_models["fp32"], "--calib", tmp_path / "dark.npz", "--calib-only",
+                        "-o", tmp_path / "q.onnx", "--sensitivity", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"\d+\.\d% of the multiply-accumulates in INT8", result.stdout)
+    report = json.loads((tmp_path / "report" / "sensitivity.json").read_text())
+    rows = report["tensors"]
+    assert {row["tensor"] for row in rows} == set(_activation_qdq(onnx.load(str(tmp_path / "q.onnx"))))
+    losses = [row["loss_alone_db"] for row in rows]
+    assert losses == sorted(losses, reverse=True) and all(np.isfinite(losses))
+    assert all(row["range_calibration"] is not None and row["range_heavy_rain"] > 0 for row in rows)
+    assert cv2.imread(str(tmp_path / "report" / "sensitivity.png")) is not None
+    assert "| activation | read by | loss alone (dB)" in (tmp_path / "report" / "sensitivity.md").read_text()
+
+
+def test_int8_mac_share_counts_the_quantized_convolutions(ranged_models, tmp_path):
+    from derain.calib.quantize import int8_mac_share
+
+    share = int8_mac_share(ranged_models["default"])
+    assert 0.3 < share < 1  # the image-facing convs and the attention's activation MatMuls stay float
+    no_convs = quantize_onnx(ranged_models["fp32"], None, tmp_path / "q.onnx", float_image_convs=False)
+    assert int8_mac_share(no_convs) > share  # quantizing the two image-facing convs too adds their MACs
+    assert int8_mac_share(ranged_models["fp32"]) == 0

@@ -121,3 +121,32 @@ def ranges_for(source: str | Path, calibration: np.ndarray | None, reference: bo
     assert calibration is not None
     return (activation_ranges(source, calibration, QUANTIZED_OPS, percentile, "calibration"),
             f"calibration ({len(calibration)} frames) alone")
+
+
+def int8_mac_share(path: str | Path) -> float:
+    """The share of the model's multiply-accumulates (Conv, MatMul, Gemm) whose inputs are all
+    INT8 (each read through a DequantizeLinear): what INT8 can speed up. The rest runs FP16/FP32."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in (*model.graph.value_info, *model.graph.input, *model.graph.output)}
+    shapes |= {t.name: list(t.dims) for t in model.graph.initializer}
+    producers = {output: node.op_type for node in model.graph.node for output in node.output}
+    total = int8 = 0
+    for node in model.graph.node:
+        if node.op_type not in QUANTIZED_OPS:
+            continue
+        out = shapes.get(node.output[0])
+        if not out or 0 in out:
+            continue
+        if node.op_type == "Conv":  # per output element: input channels per group x kernel area
+            macs = int(np.prod(out)) * int(np.prod(shapes[node.input[1]][1:]))
+        else:  # MatMul / Gemm: per output element, the shared dimension
+            first = shapes[node.input[0]]
+            transposed = any(a.name == "transA" and a.i for a in node.attribute)
+            macs = int(np.prod(out)) * first[-2 if transposed else -1]
+        total += macs
+        if all(producers.get(name) == "DequantizeLinear" for name in node.input[:2]):
+            int8 += macs
+    return int8 / total if total else 0.0

@@ -57,13 +57,14 @@ def reference_groups() -> dict[str, Path]:
     return {folder.name: folder for folder in sorted(REFERENCE.iterdir()) if (folder / "rain").is_dir()}
 
 
-def reference_frames(height: int, width: int, kind: str = "rain") -> np.ndarray:
-    """Every shipped crop of `kind` ("rain" or "norain") as an (N, 3, height, width) calibration
-    batch, cut the way `derain calib` cuts a user's frames (reflect-padded where the model is
-    larger, a fixed window where smaller)."""
+def reference_frames(height: int, width: int, kind: str = "rain", groups: tuple[str, ...] | None = None) -> np.ndarray:
+    """The shipped crops of `kind` ("rain" or "norain"; of `groups`, default all) as an
+    (N, 3, height, width) calibration batch, cut the way `derain calib` cuts a user's frames
+    (reflect-padded where the model is larger, a fixed window where smaller)."""
     rng = np.random.default_rng(0)
+    folders = reference_groups()
     crops = [tile(read_image(path).rgb, height, width, rng).transpose(2, 0, 1)
-             for folder in reference_groups().values() for path in files_in(folder / kind)]
+             for group in (groups or tuple(folders)) for path in files_in(folders[group] / kind)]
     return np.ascontiguousarray(np.stack(crops), dtype=np.float32)
 
 
