@@ -90,7 +90,11 @@ def test_int8_model_has_symmetric_qdq_that_runs_and_spares_the_sort(tiny_models)
     convs = [node for node in model.graph.node if node.op_type == "Conv"]
     dequantized = [any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in node.input)
                    for node in convs]
-    assert not dequantized[0] and not dequantized[-1] and all(dequantized[1:-1])  # image-facing convs stay float
+    producer_ops = {o: n.op_type for n in model.graph.node for o in n.output}
+    fuse = [producer_ops.get(node.input[0]) == "Concat" for node in convs]  # the decoder's fuse convs
+    assert any(fuse) and not any(d for d, f in zip(dequantized, fuse) if f)  # they read float
+    # the image-facing convs stay float; every other conv reads INT8
+    assert not dequantized[0] and not dequantized[-1] and all(d for d, f in zip(dequantized[1:-1], fuse[1:-1]) if not f)
     x = np.random.default_rng(0).random((1, 3, 48, 64), dtype=np.float32)
     int8 = ort.InferenceSession(str(tiny_models["int8"]), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})
     fp32 = ort.InferenceSession(str(tiny_models["fp32"]), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})
@@ -467,7 +471,9 @@ def test_int8_mac_share_counts_the_quantized_convolutions(ranged_models, tmp_pat
     from derain.calib.quantize import int8_mac_share
 
     share = int8_mac_share(ranged_models["default"])
-    assert 0.3 < share < 1  # the image-facing convs and the attention's activation MatMuls stay float
+    assert 0.3 < share < 1  # the image-facing and fuse convs and the attention's activation MatMuls stay float
     no_convs = quantize_onnx(ranged_models["fp32"], None, tmp_path / "q.onnx", float_image_convs=False)
     assert int8_mac_share(no_convs) > share  # quantizing the two image-facing convs too adds their MACs
+    fuse_int8 = quantize_onnx(ranged_models["fp32"], None, tmp_path / "f.onnx", float_fuse_convs=False)
+    assert int8_mac_share(fuse_int8) > share  # and so does quantizing the decoder's fuse convs
     assert int8_mac_share(ranged_models["fp32"]) == 0

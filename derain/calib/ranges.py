@@ -116,6 +116,7 @@ def activation_ranges(model_path: str | Path, frames: np.ndarray, op_types: tupl
                       percentile: float = PERCENTILE, label: str = "ranges") -> Ranges:
     """The range of every activation read or written by `op_types` nodes, as ONNX Runtime's
     percentile calibrator computes it for quantize_static (the same tensors, the same histograms)."""
+    import onnxruntime
     from onnxruntime.quantization import CalibrationMethod, create_calibrator
 
     with tempfile.TemporaryDirectory(prefix="derain-ranges-") as folder:
@@ -123,6 +124,13 @@ def activation_ranges(model_path: str | Path, frames: np.ndarray, op_types: tupl
                                        augmented_model_path=str(Path(folder) / "augmented.onnx"),
                                        calibrate_method=CalibrationMethod.Percentile,
                                        extra_options={"symmetric": True, "percentile": percentile})
+        # Without ONNX Runtime's memory arena, which grew frame after frame at 720p (two frames:
+        # 3.65 GB with it, 2.92 GB without; benchmarks/int8_memory.py measures a whole quantize).
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL  # as ORT's own
+        options.enable_cpu_mem_arena = False
+        calibrator.infer_session = onnxruntime.InferenceSession(calibrator.augmented_model_path, options,
+                                                                providers=calibrator.execution_providers)
         with quiet_quantizer():
             for frame in tqdm(frames, desc=label, unit="frame", leave=False):
                 calibrator.collect_data(_OneFrame(frame))  # histograms merge frame by frame
