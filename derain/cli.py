@@ -235,8 +235,6 @@ def _quantize(args: argparse.Namespace) -> None:
 
     if not args.model.is_file():
         raise DerainError(f"{args.model}: no such file")
-    if args.calib_only and args.calib is None:
-        raise DerainError("--calib-only needs --calib (the frames to take the ranges from)")
     calibration = None if args.calib is None else load_calibration(args.calib)
     quantize_onnx(args.model, calibration, args.output, reference=not args.calib_only)
     print(f"wrote {args.output} (INT8 Q/DQ, symmetric, per-channel weights; "

@@ -427,6 +427,9 @@ def test_deploy_refuses_an_int8_model_that_fails_the_reference_check_before_tens
                       errors[0])
     assert match and float(match.group(1)) > 0.3 and match.group(2) in {"heavy", "heavy-dense", "light", "real"}
     assert "--force" in errors[0] and not (tmp_path / "engines").exists()
+    record = read_manifest(tmp_path / "onnx" / "realtime-64x48.int8.onnx").extra  # the model says how it was made
+    assert record["ranges"] == "calibration (3 frames) alone" and not record["reference_check"]["passed"]
+    assert max(record["reference_check"]["loss_db"].values()) == pytest.approx(float(match.group(1)), abs=0.01)
     # Told to go on, it goes on to the build: here the line is about TensorRT, not the check.
     result = run_derain(*common, "--calib", tmp_path / "dark", "--calib-only", "--force")
     assert result.returncode == 1 and "building it anyway (--force)" in result.stdout

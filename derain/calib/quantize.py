@@ -13,9 +13,10 @@ none on their outputs (OpTypesToExcludeOutputQuantization), so a residual Add re
 skip and a float Conv output, which TensorRT folds into the Conv. Left in float: what
 the precision policy keeps FP32 (export/precision.py: LayerNorm, Softmax, the NAB sort and position
 maps), the attention's activation-by-activation MatMuls (q.k^T, attn.v: quantizing them cost 0.109
-dB instead of 0.064 dB on benchmarks/int8.py), and the two image-facing convolutions (3 channels in,
-3 out: little for INT8 to speed up, and the last one writes the residual added to the image).
-Both chosen on train pairs, never test ones: benchmarks/int8_calibration.py."""
+dB instead of 0.064 dB on benchmarks/int8.py), the two image-facing convolutions (3 channels in,
+3 out: little for INT8 to speed up, and the last one writes the residual added to the image), and
+the decoder's fuse convolutions (their inputs' range swings most with the rain: fuse_convs). All
+chosen on train pairs, never test ones: benchmarks/int8_calibration.py and int8_choice.py."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray | None, target: st
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     if calibration is None and not reference:
-        raise DerainError("no calibration frames and no reference ranges: nothing to take INT8 ranges from")
+        raise DerainError("--calib-only needs --calib (the frames to take the ranges from)")
     try:
         model = onnx.load(str(source))  # quantize_static moves its weights elsewhere: one load per call
     except Exception as error:  # protobuf's DecodeError and friends

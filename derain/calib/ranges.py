@@ -80,9 +80,9 @@ def default_ranges(model_path: str | Path, calibration: np.ndarray | None, op_ty
                    percentile: float = PERCENTILE) -> tuple[Ranges, str]:
     """derain's INT8 ranges and a line saying what made them: the reference's rainy crops, its
     clean crops under synthetic heavy rain, and, where given, the user's frames and the same frames
-    under synthetic heavy rain; per tensor the widest of the four. (Calibrated on a light-rain clip
-    this way, INT8 lost 0.19 dB on Rain200H train pairs; on the reference crops alone, 1.5 dB: they
-    hold too few heavy streaks. benchmarks/int8_matrix.py measures every source.)"""
+    under synthetic heavy rain; per tensor the widest of the four. The synthetic rain is there
+    because a dozen crops hold too few heavy streaks to set every range; benchmarks/int8_matrix.py
+    measures the result for every calibration source."""
     ranges, made_of = reference_ranges(str(model_path), Path(model_path).stat().st_mtime_ns, op_types, percentile)
     if calibration is None:
         return dict(ranges), made_of
