@@ -164,7 +164,7 @@ def write_sensitivity(rows: list[TensorSensitivity], baselines: dict, folder: st
     shown = rows[:top][::-1]
     figure, axis = plt.subplots(figsize=(8, 0.3 * len(shown) + 1.2))
     axis.barh([r.consumer for r in shown], [r.loss_alone_db for r in shown], color="#dd8452")
-    axis.set_xlabel("PSNR lost on the reference pairs with this activation alone INT8 (dB, over weights-only)")
+    axis.set_xlabel("dB lost on the reference pairs, this activation alone INT8\n(over the weights-only model)")
     axis.tick_params(axis="y", labelsize=7)
     axis.set_title("INT8 sensitivity: the activations that cost the most")
     figure.tight_layout()
