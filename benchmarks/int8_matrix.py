@@ -9,7 +9,7 @@ clip's ranges alone) shows what the default fixes.
     python benchmarks/int8_matrix.py --data DATA --height 720 --width 1280 --calib-frames 16 --first 20
 
 DATA holds the datasets as <dataset>/<split>/{rain,norain}/ and video/<clip>/<clip>.mp4. Results:
-results/int8-matrix-<W>x<H>.json and .png; resumable (cells already in the JSON are kept; a
+results/int8-matrix-<W>x<H>.json, .md and .png; resumable (cells already in the JSON are kept; a
 quantized model is rebuilt only for rows with missing cells). One thread: hours at 720p.
 """
 
@@ -65,6 +65,25 @@ def calibration_frames(data: Path, source, count: int, height: int, width: int, 
     return sample_frames(data / source, count, height, width)
 
 
+def table(result: dict) -> str:
+    """The matrix as Markdown: one row per calibration source, the worst cell of the default rows
+    and each column's spread across them underneath."""
+    size = f"{result['input'][3]}x{result['input'][2]}"
+    lines = [f"| INT8 at {size}, calibrated on | " + " | ".join(f"{s}/test" for s in SPLITS) + " |",
+             "| --- |" + " ---: |" * len(SPLITS)]
+    for row in [*SOURCES, BEFORE, "fp16"]:
+        cells = result["loss_db"].get(row, {})
+        name = "FP16 (no calibration)" if row == "fp16" else row
+        lines.append(f"| {name} | " + " | ".join(f"{cells[s]:+.3f}" if s in cells else "" for s in SPLITS) + " |")
+    done = [row for row in SOURCES if all(s in result["loss_db"].get(row, {}) for s in SPLITS)]
+    if done:
+        spreads = [max(result["loss_db"][r][s] for r in done) - min(result["loss_db"][r][s] for r in done)
+                   for s in SPLITS]
+        lines.append("| spread of the first seven rows (max - min) | "
+                     + " | ".join(f"{x:.3f}" for x in spreads) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -110,6 +129,8 @@ def main() -> int:
         result["seconds"] = round(result.get("seconds", 0) + time.time() - started, 1)
         with atomic_path(out) as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
+        with atomic_path(out.with_suffix(".md")) as tmp:
+            tmp.write_text(table(result))
         plot(result, out.with_suffix(".png"))
 
     model, _ = load_checkpoint()
