@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ..data.io import files_in, read_image
 from ..data.synthetic import add_rain
+from ..errors import DerainError
 from ..export.names import INPUT_NAME
 from .frames import spread_indices, tile
 
@@ -119,11 +120,16 @@ def activation_ranges(model_path: str | Path, frames: np.ndarray, op_types: tupl
     import onnxruntime
     from onnxruntime.quantization import CalibrationMethod, create_calibrator
 
+    from google.protobuf.message import DecodeError
+
     with tempfile.TemporaryDirectory(prefix="derain-ranges-") as folder:
-        calibrator = create_calibrator(Path(model_path), list(op_types),
-                                       augmented_model_path=str(Path(folder) / "augmented.onnx"),
-                                       calibrate_method=CalibrationMethod.Percentile,
-                                       extra_options={"symmetric": True, "percentile": percentile})
+        augmented = Path(folder) / "augmented.onnx"
+        try:
+            calibrator = create_calibrator(Path(model_path), list(op_types), augmented_model_path=str(augmented),
+                                           calibrate_method=CalibrationMethod.Percentile,
+                                           extra_options={"symmetric": True, "percentile": percentile})
+        except DecodeError as error:  # ONNX Runtime's copy of the model, written short (a full disk), reads back broken
+            raise DerainError(f"{augmented}: cannot write the calibration's copy of the model") from error
         # Without ONNX Runtime's memory arena, which grew frame after frame at 720p (two frames:
         # 3.65 GB with it, 2.92 GB without; benchmarks/int8_memory.py measures a whole quantize).
         options = onnxruntime.SessionOptions()
