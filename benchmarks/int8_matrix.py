@@ -6,7 +6,7 @@ where an image is smaller). FP16 beside it; one row quantized the way it was bef
 clip's ranges alone) shows what the default fixes.
 
     python benchmarks/int8_matrix.py --data DATA --height 360 --width 640
-    python benchmarks/int8_matrix.py --data DATA --height 720 --width 1280 --calib-frames 16 --first 20
+    python benchmarks/int8_matrix.py --data DATA --height 720 --width 1280 --calib-frames 8 --first 20
 
 DATA holds the datasets as <dataset>/<split>/{rain,norain}/ and video/<clip>/<clip>.mp4. Results:
 results/int8-matrix-<W>x<H>.json, .md and .png; resumable (cells already in the JSON are kept; a
@@ -75,13 +75,18 @@ def table(result: dict) -> str:
         cells = result["loss_db"].get(row, {})
         name = "FP16 (no calibration)" if row == "fp16" else row
         lines.append(f"| {name} | " + " | ".join(f"{cells[s]:+.3f}" if s in cells else "" for s in SPLITS) + " |")
-    done = [row for row in SOURCES if all(s in result["loss_db"].get(row, {}) for s in SPLITS)]
-    if done:
-        spreads = [max(result["loss_db"][r][s] for r in done) - min(result["loss_db"][r][s] for r in done)
-                   for s in SPLITS]
+    spreads = column_spreads(result)
+    if spreads:
         lines.append("| spread of the first seven rows (max - min) | "
-                     + " | ".join(f"{x:.3f}" for x in spreads) + " |")
+                     + " | ".join(f"{spreads[s]:.3f}" for s in SPLITS) + " |")
     return "\n".join(lines) + "\n"
+
+
+def column_spreads(result: dict) -> dict[str, float]:
+    """Per split, max - min of the loss across the default method's rows that are complete."""
+    done = [row for row in SOURCES if all(s in result["loss_db"].get(row, {}) for s in SPLITS)]
+    return {s: round(max(result["loss_db"][r][s] for r in done) - min(result["loss_db"][r][s] for r in done), 4)
+            for s in SPLITS} if done else {}
 
 
 def plot(result: dict, path: Path) -> None:
@@ -160,9 +165,7 @@ def main() -> int:
             print(split, json.dumps({name: result["loss_db"][name].get(split) for name in pending if name != "fp32"}))
     default = [result["loss_db"][row][split] for row in SOURCES for split in SPLITS]
     result["default_worst_db"] = max(default)
-    result["default_column_spread_db"] = {split: round(max(result["loss_db"][r][split] for r in SOURCES)
-                                                       - min(result["loss_db"][r][split] for r in SOURCES), 4)
-                                          for split in SPLITS}
+    result["default_column_spread_db"] = column_spreads(result)
     save()
     print(json.dumps({k: result[k] for k in ("default_worst_db", "default_column_spread_db")}, indent=2))
     return 0

@@ -66,7 +66,7 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray | None, target: st
         raise DerainError(f"{source}: takes frames of {'x'.join(map(str, expected))}, the calibration frames are "
                           f"{'x'.join(map(str, calibration.shape[1:]))} (derain calib --height/--width)")
     _, height, width = expected
-    ranges, frames_used = ranges_for(source, calibration, reference, percentile)
+    ranges, frames_used = ranges_for(source, (height, width), calibration, reference, percentile)
     first = calibration[:1] if calibration is not None else reference_frames(height, width)[:1]
 
     class OneFrame(CalibrationDataReader):
@@ -123,11 +123,11 @@ def fuse_convs(model) -> set[str]:  # noqa: ANN001 - onnx.ModelProto
     return {node.name for node in model.graph.node if node.op_type == "Conv" and node.input[0] in concats}
 
 
-def ranges_for(source: str | Path, calibration: np.ndarray | None, reference: bool,
+def ranges_for(source: str | Path, size: tuple[int, int], calibration: np.ndarray | None, reference: bool,
                percentile: float) -> tuple[Ranges, str]:
     """The activation ranges quantize_onnx uses, and a line saying which frames made them."""
     if reference:
-        return default_ranges(source, calibration, QUANTIZED_OPS, percentile)
+        return default_ranges(source, size, calibration, QUANTIZED_OPS, percentile)
     assert calibration is not None
     return (activation_ranges(source, calibration, QUANTIZED_OPS, percentile, "calibration"),
             f"calibration ({len(calibration)} frames) alone")

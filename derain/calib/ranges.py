@@ -77,14 +77,16 @@ def with_heavy_rain(frames: np.ndarray, count: int = SYNTHETIC_FRAMES, seed: int
     return np.stack([add_rain(frame.transpose(1, 2, 0), rng, "heavy").transpose(2, 0, 1) for frame in chosen])
 
 
-def default_ranges(model_path: str | Path, calibration: np.ndarray | None, op_types: tuple[str, ...],
-                   percentile: float = PERCENTILE) -> tuple[Ranges, str]:
+def default_ranges(model_path: str | Path, size: tuple[int, int], calibration: np.ndarray | None,
+                   op_types: tuple[str, ...], percentile: float = PERCENTILE) -> tuple[Ranges, str]:
     """derain's INT8 ranges and a line saying what made them: the reference's rainy crops, its
     clean crops under synthetic heavy rain, and, where given, the user's frames and the same frames
-    under synthetic heavy rain; per tensor the widest of the four. The synthetic rain is there
+    under synthetic heavy rain; per tensor the widest of the four. `size` is the model's input
+    (height, width), which the reference crops are cut to. The synthetic rain is there
     because a dozen crops hold too few heavy streaks to set every range; benchmarks/int8_matrix.py
     measures the result for every calibration source."""
-    ranges, made_of = reference_ranges(str(model_path), Path(model_path).stat().st_mtime_ns, op_types, percentile)
+    ranges, made_of = reference_ranges(str(model_path), Path(model_path).stat().st_mtime_ns, size, op_types,
+                                       percentile)
     if calibration is None:
         return dict(ranges), made_of
     sets = {"calibration": calibration, "calibration + synthetic heavy rain": with_heavy_rain(calibration)}
@@ -94,23 +96,17 @@ def default_ranges(model_path: str | Path, calibration: np.ndarray | None, op_ty
 
 
 @lru_cache(maxsize=4)
-def reference_ranges(model_path: str, mtime_ns: int, op_types: tuple[str, ...], percentile: float) -> tuple[Ranges, str]:
+def reference_ranges(model_path: str, mtime_ns: int, size: tuple[int, int], op_types: tuple[str, ...],
+                     percentile: float) -> tuple[Ranges, str]:
     """The package's part of the ranges, the same for every user of one model file: kept for the
     process (a 720p frame takes seconds of histograms), keyed by the file's path and time."""
-    _, _, height, width = _input_shape(model_path)
+    height, width = size
     sets = {"reference rain": reference_frames(height, width),
             "reference + synthetic heavy rain": with_heavy_rain(reference_frames(height, width, "norain"))}
     ranges: Ranges = {}
     for label, frames in sets.items():
         ranges = widen(ranges, activation_ranges(model_path, frames, op_types, percentile, label))
     return ranges, "; ".join(f"{label} ({len(frames)} frames)" for label, frames in sets.items())
-
-
-def _input_shape(model_path: str | Path) -> list[int]:
-    import onnx
-
-    graph = onnx.load(str(model_path), load_external_data=False).graph
-    return [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
 
 
 def activation_ranges(model_path: str | Path, frames: np.ndarray, op_types: tuple[str, ...],

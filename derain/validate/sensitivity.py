@@ -81,19 +81,21 @@ def _sqnr(x: np.ndarray, scale: float) -> float:
     return float("inf") if noise == 0 else float(20 * np.log10(np.linalg.norm(x) / noise))
 
 
-def _activations(fp32: Path, tensors: list[str], frames: np.ndarray) -> dict[str, list[np.ndarray]]:
-    """The FP32 model's values of `tensors` on each frame (made graph outputs for the run)."""
+def _mean_sqnr(fp32: Path, scales: dict[str, float], frames: np.ndarray) -> dict[str, float]:
+    """Per tensor, the mean over `frames` of its SQNR at `scale`, from the FP32 model's values (the
+    tensors made graph outputs for the run; one frame's values held at a time)."""
     import onnx
     import onnxruntime
 
     model = onnx.load(str(fp32))
+    tensors = list(scales)
     model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in tensors)
     session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    values = {name: [] for name in tensors}
+    sqnrs: dict[str, list[float]] = {name: [] for name in tensors}
     for frame in frames:
         for name, value in zip(tensors, session.run(tensors, {INPUT_NAME: frame[None]})):
-            values[name].append(value.astype(np.float32))
-    return values
+            sqnrs[name].append(_sqnr(value.astype(np.float32), scales[name]))
+    return {name: float(np.mean(values)) for name, values in sqnrs.items()}
 
 
 def sensitivity(fp32: Path, int8: Path, calibration: np.ndarray | None) -> tuple[list[TensorSensitivity], dict]:
@@ -114,7 +116,8 @@ def sensitivity(fp32: Path, int8: Path, calibration: np.ndarray | None) -> tuple
     calib_ranges: Ranges = {} if calibration is None else activation_ranges(fp32, calibration, QUANTIZED_OPS,
                                                                             label="calibration ranges")
     tensors = list(pairs)
-    heavy_values, light_values = _activations(fp32, tensors, heavy_frames), _activations(fp32, tensors, light_frames)
+    scales = {t: pairs[t][2] for t in tensors}
+    sqnr_heavy, sqnr_light = _mean_sqnr(fp32, scales, heavy_frames), _mean_sqnr(fp32, scales, light_frames)
     evaluation = [pair for group in (*HEAVY, *LIGHT) for pair in load_pairs(reference_groups()[group])]
     with tempfile.TemporaryDirectory(prefix="derain-sensitivity-") as folder:
         variants = {"all": set(tensors), "weights only": set()} | {t: {t} for t in tensors}
@@ -128,8 +131,7 @@ def sensitivity(fp32: Path, int8: Path, calibration: np.ndarray | None) -> tuple
         tensor=t, consumer=readers[pairs[t][1].output[0]], range_used=round(pairs[t][2] * 127, 5),
         range_calibration=round(calib_ranges[t], 5) if t in calib_ranges else None,
         range_heavy_rain=round(heavy_ranges.get(t, float("nan")), 5),
-        sqnr_light_db=round(float(np.mean([_sqnr(v, pairs[t][2]) for v in light_values[t]])), 2),
-        sqnr_heavy_db=round(float(np.mean([_sqnr(v, pairs[t][2]) for v in heavy_values[t]])), 2),
+        sqnr_light_db=round(sqnr_light[t], 2), sqnr_heavy_db=round(sqnr_heavy[t], 2),
         loss_alone_db=round(losses[t] - losses["weights only"], 4)) for t in tensors]
     rows.sort(key=lambda row: row.loss_alone_db, reverse=True)
     baselines = {"all_activations_db": losses["all"], "weights_only_db": losses["weights only"],
