@@ -38,6 +38,9 @@ def _set_threads(threads: int) -> None:
 def _info(args: argparse.Namespace) -> None:
     from .info import model_info
 
+    if args.onnx is not None:
+        _onnx_info(args.onnx, args.json)
+        return
     if args.store is not None and not args.store.is_dir():
         raise DerainError(f"{args.store}: no such engine store (a folder made by `derain build`)")
     rows = [model_info(name) for name in ([args.model] if args.model else CONFIGS)]
@@ -147,6 +150,31 @@ def _eval(args: argparse.Namespace) -> None:
         record_in_checkpoint(args.checkpoint, key, summary)
 
 
+def _onnx_info(path: Path, as_json: bool) -> None:
+    """What one frame through this ONNX costs: GFLOPs (from the config it was exported from) and the
+    bytes it moves (export/traffic.py)."""
+    from .export.manifest import read_manifest
+    from .export.traffic import onnx_traffic
+    from .info import count_flops
+    from .model import CONFIGS
+
+    if not path.is_file():
+        raise DerainError(f"{path}: no such ONNX file")
+    traffic = onnx_traffic(path)
+    manifest = read_manifest(path)
+    row: dict = {"onnx": str(path), "precision": manifest.precision if manifest else "unknown",
+                 "input": manifest.input["shape"] if manifest else None, "gflops": None, "traffic": traffic.to_dict()}
+    if manifest and manifest.config in CONFIGS and -1 not in manifest.input["shape"]:
+        _, _, height, width = manifest.input["shape"]
+        row["gflops"] = round(count_flops(manifest.config, height, width) / 1e9, 2)
+    if as_json:
+        print(json.dumps(row, indent=2))
+        return
+    shape = "x".join(map(str, row["input"])) if row["input"] else "?"
+    flops = f"{row['gflops']} GFLOPs, " if row["gflops"] is not None else ""
+    print(f"{path} ({row['precision']}, input {shape}): {flops}{traffic.summary()}")
+
+
 MAX_EXPORT_SIDE = 8192
 
 
@@ -157,8 +185,11 @@ def _export(args: argparse.Namespace) -> None:
 
     from .export.fp16 import convert_to_fp16
     from .export.manifest import file_sha256
+    from .export.names import OPSET
     from .export.onnx_export import export_onnx
     from .export.parity import check_parity, parity_inputs
+    from .export.traffic import onnx_traffic
+    from .info import count_flops
     from .model import load_checkpoint
     from .model.checkpoint import bundled_checkpoint_path
 
@@ -177,7 +208,9 @@ def _export(args: argparse.Namespace) -> None:
     progress.set_description("parity")
     progress.update()
     batch = f"1..{args.batch}" if args.dynamic_batch else args.batch
-    tqdm.write(f"wrote {path} (opset 17, input rainy {batch}x3x{args.height}x{args.width}, simplified, checked)")
+    tqdm.write(f"wrote {path} (opset {OPSET}, input rainy {batch}x3x{args.height}x{args.width}, simplified, checked; "
+               f"{count_flops(model.config, args.height, args.width) / 1e9:.2f} GFLOPs per frame)")
+    tqdm.write(f"  {onnx_traffic(path).summary()}")
     parity = check_parity(model, path, parity_inputs(args.batch, args.height, args.width))
     progress.update()
     tqdm.write(parity.summary())
@@ -186,6 +219,7 @@ def _export(args: argparse.Namespace) -> None:
         fp16 = convert_to_fp16(path, path.with_suffix(".fp16.onnx"))
         progress.update()
         tqdm.write(f"wrote {fp16} (FP16; LayerNorm, Softmax, the NAB sort, position maps and full-image reductions kept FP32)")
+        tqdm.write(f"  {onnx_traffic(fp16).summary()}")
     progress.close()
     if args.lint:
         _print_lint(path, args.targets)
@@ -402,7 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_options(run)
     run.set_defaults(func=_run)
 
-    info = sub.add_parser("info", help="parameters and GFLOPs of the model configs", formatter_class=defaults)
+    info = sub.add_parser("info", help="parameters and GFLOPs of the model configs; GFLOPs and activation traffic "
+                          "of an ONNX", formatter_class=defaults)
+    info.add_argument("--onnx", type=Path, help="instead: what one frame through this ONNX computes and moves")
     info.add_argument("--model", choices=tuple(CONFIGS), help="one config (default: all)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.add_argument("--store", type=Path, help="also list the engines in this engine store (e.g. engines/)")

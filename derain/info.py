@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .model import CONFIGS, build_model
+from .model import CONFIGS, ModelConfig, build_model
 
 SIZES = ((256, 256), (720, 1280))  # (H, W)
 
 
-def count_flops(name: str, height: int, width: int) -> int:
+def count_flops(name: "str | ModelConfig", height: int, width: int) -> int:
     """FLOPs (2 per multiply-accumulate of matmuls and convolutions) of one forward pass of the
     exported graph (the NAB's counting sort and its prefix-sum MatMuls included), on the meta
     device: shapes only, no memory or compute, so even `paper` at 720p takes a second."""

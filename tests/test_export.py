@@ -1,3 +1,4 @@
+import json
 from collections import Counter
 
 import numpy as np
@@ -8,6 +9,8 @@ onnx = pytest.importorskip("onnx", reason="export needs the `export` extra (onnx
 ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper  # noqa: E402
+
+from conftest import run_derain  # noqa: E402
 
 from derain.export.fp16 import convert_to_fp16  # noqa: E402
 from derain.export.lint import lint_model, sequential_steps  # noqa: E402
@@ -158,3 +161,61 @@ def test_full_image_reductions_stay_fp32_small_ones_do_not():
     model = helper.make_model(helper.make_graph(nodes, "g", [x], [y, z]), opset_imports=[helper.make_opsetid("", 17)])
     keep = fp32_nodes(model)
     assert "image_mean" in keep and "row_mean" not in keep  # 983,040 values per output vs 1,280
+
+
+def _traffic_graph(quantized: bool):
+    """x (1, 4, 8, 8) -> Transpose, Reshape (free) -> Conv (weights not counted) -> Cast: counted by hand."""
+    dtype = TensorProto.FLOAT16 if not quantized else TensorProto.FLOAT
+    x = helper.make_tensor_value_info("x", dtype, [1, 4, 8, 8])
+    weight = helper.make_tensor("w", dtype, [2, 4, 1, 1], [0.5] * 8)
+    if not quantized:
+        nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+                 helper.make_node("Reshape", ["t", "shape"], ["r"]),
+                 helper.make_node("Conv", ["x", "w"], ["c"]),
+                 helper.make_node("Cast", ["c"], ["y"], to=TensorProto.FLOAT)]
+        inits = [weight, helper.make_tensor("shape", TensorProto.INT64, [2], [64, 4])]
+        outputs = [helper.make_tensor_value_info("r", dtype, [64, 4]), helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])]
+    else:  # Q -> DQ -> Conv (INT8 weights through a DQ) -> Q -> DQ -> Relu
+        scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.1])
+        wq = helper.make_tensor("wq", TensorProto.INT8, [2, 4, 1, 1], [5] * 8)
+        nodes = [helper.make_node("QuantizeLinear", ["x", "s"], ["xq"]),
+                 helper.make_node("DequantizeLinear", ["xq", "s"], ["xd"]),
+                 helper.make_node("DequantizeLinear", ["wq", "s"], ["wd"]),
+                 helper.make_node("Conv", ["xd", "wd"], ["c"]),
+                 helper.make_node("QuantizeLinear", ["c", "s"], ["cq"]),
+                 helper.make_node("DequantizeLinear", ["cq", "s"], ["cd"]),
+                 helper.make_node("Relu", ["cd"], ["y"])]
+        inits = [scale, wq]
+        outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])]
+    graph = helper.make_graph(nodes, "traffic", [x], outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+def test_activation_traffic_counts_a_hand_built_graph():
+    from derain.export.traffic import activation_traffic
+
+    # 256 FP16 values are 512 bytes: Transpose reads and writes them; the Conv reads them and writes
+    # 128 FP16 (its weights are not activations); the Cast reads those 256 bytes and writes 512.
+    traffic = activation_traffic(_traffic_graph(quantized=False))
+    assert traffic.by_op == {"Transpose": 1024, "Conv": 768, "Cast": 768} and traffic.total_bytes == 2560
+    assert not traffic.qdq_folded and traffic.nodes == {"Transpose": 1, "Conv": 1, "Cast": 1}
+    nx, nano = traffic.milliseconds().values()
+    assert nano > nx and abs(nx - 2560 / 102.4e9 * 1e3) < 1e-12
+    # Q/DQ folded as TensorRT fuses them: the Conv reads the INT8 input (256 bytes) and writes its INT8
+    # output (128) since only a QuantizeLinear reads it; the Relu reads 128 INT8 bytes, writes 512 FP32.
+    folded = activation_traffic(_traffic_graph(quantized=True))
+    assert folded.by_op == {"Relu": 640, "Conv": 384} and folded.qdq_folded
+
+
+def test_info_prints_the_traffic_and_flops_of_an_onnx(tiny_export, tmp_path):
+    _, path = tiny_export
+    result = run_derain("info", "--onnx", path, "--json")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert row["gflops"] > 0 and row["traffic"]["gb"] > 0 and row["precision"] == "fp32"
+    assert set(row["traffic"]["ms_at_full_bandwidth"]) == {"Orin NX 16GB", "Orin Nano 8GB"}
+    text = run_derain("info", "--onnx", path).stdout
+    assert "GFLOPs" in text and "activation traffic" in text and "Orin Nano" in text
+    (tmp_path / "bad.onnx").write_text("not a model")
+    bad = run_derain("info", "--onnx", tmp_path / "bad.onnx")
+    assert bad.returncode == 1 and bad.stderr.strip() == f"derain: error: {tmp_path / 'bad.onnx'}: not an ONNX model (DecodeError)"

@@ -3,3 +3,6 @@
 INPUT_NAME = "rainy"  # (N, 3, H, W) float32 RGB in [0, 1]
 OUTPUT_NAME = "derained"  # same shape; not clamped
 OPSET = 17  # the first with LayerNormalization; TensorRT 10.3 parses opsets up to 20
+# onnxsim: constants folded up to 1 MB (larger ones stay the few ops that make them, and TensorRT
+# folds them on the device).
+SIMPLIFY_OPTIONS = {"tensor_size_threshold": "1MB"}

@@ -12,10 +12,10 @@ from ..atomic import atomic_path
 from ..errors import DerainError
 from ..model import DerainNet
 from .manifest import describe, write_manifest
-from .names import INPUT_NAME, OPSET, OUTPUT_NAME
+from .names import INPUT_NAME, OPSET, OUTPUT_NAME, SIMPLIFY_OPTIONS
 
 
-FOLD_LIMIT = "1MB"
+SIMPLIFY_PASSES = 3
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
@@ -50,12 +50,17 @@ def export_onnx(model: DerainNet, path: str | Path, height: int, width: int, bat
         torch.onnx.export(model, (example,), str(tmp), opset_version=OPSET, input_names=[INPUT_NAME],
                           output_names=[OUTPUT_NAME], dynamo=False, do_constant_folding=False,
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None)
-        # Constants are folded only up to FOLD_LIMIT: a larger one (the shifted windows' region
-        # masks, ~83 MB for edge at 720p) stays the few small ops that make it, and the engine
-        # builder folds it on the device instead of the file carrying it.
-        simplified, ok = onnxsim.simplify(onnx.load(str(tmp)), tensor_size_threshold=FOLD_LIMIT)
-        if not ok:
-            raise DerainError(f"{path}: onnxsim's simplified graph does not match the exported one")
+        # Constants are folded only up to 1 MB (names.SIMPLIFY_OPTIONS): a larger one (the shifted
+        # windows' region masks, ~83 MB for edge at 720p) stays the few small ops that make it, and
+        # the engine builder folds it on the device instead of the file carrying it.
+        simplified = onnx.load(str(tmp))
+        for _ in range(SIMPLIFY_PASSES):  # a pass can fold what the one before left of unknown shape
+            nodes = len(simplified.graph.node)
+            simplified, ok = onnxsim.simplify(simplified, **SIMPLIFY_OPTIONS)
+            if not ok:
+                raise DerainError(f"{path}: onnxsim's simplified graph does not match the exported one")
+            if len(simplified.graph.node) == nodes:
+                break
         onnx.checker.check_model(simplified, full_check=True)
         onnx.save(simplified, str(tmp))
         manifest = describe(simplified, "fp32", model.config.name, checkpoint_sha256, max_batch=batch)
