@@ -216,9 +216,10 @@ def _export(args: argparse.Namespace) -> None:
     tqdm.write(parity.summary())
     if args.fp16:
         progress.set_description("fp16")
-        fp16 = convert_to_fp16(path, path.with_suffix(".fp16.onnx"))
+        fp16 = convert_to_fp16(path, path.with_suffix(".fp16.onnx"), fp32_normalization=args.fp32_normalization)
         progress.update()
-        tqdm.write(f"wrote {fp16} (FP16; LayerNorm, Softmax, the NAB sort, position maps and full-image reductions kept FP32)")
+        kept = "LayerNorm, Softmax, " if args.fp32_normalization else ""
+        tqdm.write(f"wrote {fp16} (FP16; {kept}the NAB sort, position maps and full-image reductions kept FP32)")
         tqdm.write(f"  {onnx_traffic(fp16).summary()}")
     progress.close()
     if args.lint:
@@ -510,6 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--dynamic-batch", action="store_true",
                         help="batch 1..--batch (TensorRT profile min 1 / opt N / max N; needed by Triton's batcher)")
     export.add_argument("--fp16", action="store_true", help="also write <output>.fp16.onnx for strongly typed TRT")
+    export.add_argument("--fp32-normalization", action="store_true",
+                        help="with --fp16: keep LayerNorm and Softmax FP32 (two Casts each; for comparing on a device)")
     export.add_argument("--lint", action="store_true", help="also run the TensorRT compatibility lint")
     export.add_argument("--targets", default="10.3,10.13,11", help="TensorRT versions for the lint")
     export.add_argument("-o", "--output", required=True, type=Path, help="the ONNX file (its manifest goes beside it)")

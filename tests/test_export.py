@@ -16,6 +16,7 @@ from derain.export.fp16 import convert_to_fp16  # noqa: E402
 from derain.export.lint import lint_model, sequential_steps  # noqa: E402
 from derain.export.onnx_export import INPUT_NAME, OPSET, export_onnx  # noqa: E402
 from derain.export.precision import fp32_nodes, name_nodes  # noqa: E402
+from derain.export.manifest import read_manifest  # noqa: E402
 from derain.export.parity import check_parity  # noqa: E402
 from derain.model import build_model  # noqa: E402
 
@@ -134,17 +135,25 @@ def test_lint_passes_our_export(tiny_export):
     assert [f for f in lint_model(onnx.load(str(path))) if f.level == "error"] == []
 
 
-def test_fp16_onnx_keeps_layernorm_softmax_and_sort_in_fp32_and_runs(tiny_export, tmp_path):
+@pytest.mark.parametrize("fp32_normalization", [False, True])
+def test_fp16_onnx_keeps_the_sort_in_fp32_and_runs(tiny_export, tmp_path, fp32_normalization):
+    """The sort stays FP32; LayerNorm and Softmax take FP16 (FP32 inside) unless asked to stay FP32,
+    and then no Cast pair surrounds them in the default graph."""
     _, path = tiny_export
-    fp16 = convert_to_fp16(path, tmp_path / "tiny.fp16.onnx")
+    fp16 = convert_to_fp16(path, tmp_path / "tiny.fp16.onnx", fp32_normalization=fp32_normalization)
     model = onnx.shape_inference.infer_shapes(onnx.load(str(fp16)))
     types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.output]}
     reference = onnx.load(str(path))
     name_nodes(reference)
     kept = fp32_nodes(reference)
+    assert kept and set(read_manifest(fp16).fp32_nodes) >= kept
+    normalization = [n for n in model.graph.node if n.op_type in ("LayerNormalization", "Softmax")]
+    assert normalization
     for node in model.graph.node:
-        if node.op_type in ("LayerNormalization", "Softmax", "CumSum") or node.name in kept:
+        if node.name in kept:
             assert all(types.get(o, TensorProto.FLOAT) != TensorProto.FLOAT16 for o in node.output), node.name
+    wanted = TensorProto.FLOAT if fp32_normalization else TensorProto.FLOAT16
+    assert all(types[node.output[0]] == wanted for node in normalization)
     assert any(t == TensorProto.FLOAT16 for t in types.values())  # the rest did go to FP16
     x = _inputs((1, 3, 48, 64), 1)[0]
     out16 = ort.InferenceSession(str(fp16), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})[0]

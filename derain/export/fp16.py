@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..atomic import atomic_path
 from .manifest import describe, read_manifest, write_manifest
-from .precision import name_nodes
+from .precision import name_nodes, normalization_nodes
 
 
 def _skip_fp16_round_trips(model, fp32_nodes: set[str]) -> None:  # noqa: ANN001
@@ -59,15 +59,18 @@ def fp16_model(model, keep_fp32: set[str]):  # noqa: ANN001, ANN201 - onnx.Model
     return converted
 
 
-def convert_to_fp16(source: str | Path, target: str | Path) -> Path:
+def convert_to_fp16(source: str | Path, target: str | Path, fp32_normalization: bool = False) -> Path:
+    """`source` FP32 ONNX -> FP16 ONNX at `target`; `fp32_normalization` also keeps LayerNorm and
+    Softmax FP32 (export/precision.py says why they are FP16 by default)."""
     import onnx
 
     model = onnx.load(str(source))
     name_nodes(model)
     origin = read_manifest(source) or describe(model, "fp32", "unknown", None)
-    converted = fp16_model(model, set(origin.fp32_nodes))
+    keep = set(origin.fp32_nodes) | (normalization_nodes(model) if fp32_normalization else set())
+    converted = fp16_model(model, keep)
     onnx.checker.check_model(converted)
     with atomic_path(target) as tmp:
         onnx.save(converted, str(tmp))
-    write_manifest(target, replace(origin, precision="fp16", source=str(source)))
+    write_manifest(target, replace(origin, precision="fp16", source=str(source), fp32_nodes=sorted(keep)))
     return Path(target)
