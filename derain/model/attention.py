@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .ops import prefix_sum, runtime_ones
@@ -25,24 +26,49 @@ def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
 
 
 def window_merge(windows: torch.Tensor, window: int, height: int, width: int) -> torch.Tensor:
-    """Inverse of window_partition: (B, nW, window*window, C) -> (B, H, W, C)."""
-    b, c = windows.shape[0], windows.shape[-1]
-    x = windows.reshape(b, height // window, width // window, window, window, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, height, width, c)
+    """Inverse of window_partition for attention's output, heads merged in the same move:
+    (B, heads, nW, window*window, d) -> (B, H, W, heads * d)."""
+    b, heads, dim = windows.shape[0], windows.shape[1], windows.shape[-1]
+    x = windows.reshape(b, heads, height // window, width // window, window, window, dim)
+    return x.permute(0, 2, 4, 3, 5, 1, 6).reshape(b, height, width, heads * dim)
 
 
-def multihead_attention(qkv: torch.Tensor, heads: int, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Attention within groups of tokens: qkv (B, G, N, 3C) -> (B, G, N, C).
+def head_projections(tokens: torch.Tensor, qkv: nn.Linear, heads: int) -> tuple[torch.Tensor, ...]:
+    """tokens (B, L, C) -> q, k, v (B, heads, L, C // heads), each one MatMul straight into the
+    layout attention needs: no (B, L, 3C) tensor to transpose and split (3x the feature map moved
+    twice, the largest layout cost of the 720p graph).
 
-    `bias` is added to the logits and broadcasts against (B, G, heads, N, N)."""
-    b, g, n, c3 = qkv.shape
-    dim = c3 // 3
-    q, k, v = qkv.reshape(b, g, n, 3, heads, dim // heads).permute(3, 0, 1, 4, 2, 5)
-    logits = (q * (dim // heads) ** -0.5) @ k.transpose(-2, -1)
+    Same weights, same result up to rounding, with three terms moved where they cost nothing:
+    - the 1/sqrt(d) scale is folded into q's weights;
+    - k's bias adds q.b_k to every logit of a query, a constant per softmax row, which softmax
+      ignores: dropped;
+    - v's bias comes out of the softmax unchanged (its weights sum to 1): project() adds it."""
+    channels = qkv.in_features  # module sizes, not traced shapes: the weights' slices fold to constants
+    dim = channels // heads
+    scale = dim**-0.5
+    weight = qkv.weight.view(3, heads, dim, channels).transpose(-1, -2)  # (3, heads, C, d)
+    x = tokens[:, None]  # (B, 1, L, C), broadcast over the heads
+    q = x @ (weight[0] * scale) + qkv.bias.view(3, heads, 1, dim)[0] * scale
+    return q, x @ weight[1], x @ weight[2]
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, group: int,
+              bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention within consecutive groups of `group` tokens: q, k, v (B, heads, L, d) ->
+    (B, heads, L // group, group, d). MatMul, (bias,) Softmax, MatMul: the pattern TensorRT's fused
+    attention matches. `bias` is added to the logits and broadcasts against (B, heads, G, N, N)."""
+    b, heads, length, dim = q.shape
+    q, k, v = (t.reshape(b, heads, length // group, group, dim) for t in (q, k, v))
+    logits = q @ k.transpose(-2, -1)
     if bias is not None:
         logits = logits + bias
-    out = logits.softmax(dim=-1) @ v  # (B, G, heads, N, d)
-    return out.permute(0, 1, 3, 2, 4).reshape(b, g, n, dim)
+    return logits.softmax(dim=-1) @ v
+
+
+def project(out: torch.Tensor, qkv: nn.Linear, proj: nn.Linear) -> torch.Tensor:
+    """The output projection of attention (B, ..., C), with v's bias (see head_projections)
+    folded into its bias."""
+    return F.linear(out, proj.weight, proj.bias + proj.weight @ qkv.bias[2 * proj.in_features:])
 
 
 def shift_region_bias(x: torch.Tensor, window: int, shift: int) -> torch.Tensor:
@@ -100,20 +126,21 @@ class WindowAttention(nn.Module):
         shift = win // 2 if self.shift and min(h, w) > win else 0
         if shift:
             x = torch.roll(x, (-shift, -shift), dims=(1, 2))
-        bias = shift_region_bias(x, win, shift)[None, :, None] if shift else None
+        bias = shift_region_bias(x, win, shift)[None, None] if shift else None  # (1, 1, nW, N, N)
         if self.position_bias is not None:
-            relative = self.position_bias[:, self.position_index]  # (heads, N, N)
+            relative = self.position_bias[:, self.position_index][:, None]  # (heads, 1, N, N)
             bias = relative if bias is None else bias + relative
         if self.masked:
             if rain_mask is None:
                 raise ValueError("masked attention needs a rain mask")
             if shift:
                 rain_mask = torch.roll(rain_mask, (-shift, -shift), dims=(1, 2))
-            keys = window_partition(rain_mask, win).transpose(-2, -1)  # (B, nW, 1, N)
-            key_bias = -self.log_mask_strength.exp() * keys[:, :, None]  # (B, nW, heads, 1, N)
+            keys = window_partition(rain_mask, win).transpose(-2, -1)[:, None]  # (B, 1, nW, 1, N)
+            key_bias = -self.log_mask_strength.exp()[:, None] * keys  # (B, heads, nW, 1, N)
             bias = key_bias if bias is None else bias + key_bias
-        out = multihead_attention(self.qkv(window_partition(x, win)), self.heads, bias)
-        out = window_merge(self.proj(out), win, h, w)
+        tokens = window_partition(x, win)
+        q, k, v = head_projections(tokens.reshape(tokens.shape[0], -1, tokens.shape[-1]), self.qkv, self.heads)
+        out = project(window_merge(attention(q, k, v, win * win, bias), win, h, w), self.qkv, self.proj)
         if shift:
             out = torch.roll(out, (shift, shift), dims=(1, 2))
         return out

@@ -32,7 +32,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import WindowAttention, multihead_attention
+from .attention import WindowAttention, attention, head_projections, project
 from .sorting import SortMethod, gather_rows, inverse_permutation, sort_positions
 
 BALANCE_RATE = 2e-3  # bias step per training step: slow next to the similarities' spread of ~1
@@ -107,8 +107,9 @@ class NonLocalAttention(nn.Module):
         half = self.chunk // 2 if self.shift and h * w > self.chunk else 0
         if half:  # chunk boundaries half a chunk further on, cyclically
             ordered = torch.roll(ordered, -half, dims=1)
-        qkv = self.qkv(ordered).reshape(b, h * w // self.chunk, self.chunk, 3 * c)
-        out = self.proj(multihead_attention(qkv, self.heads).reshape(b, h * w, c))
+        out = attention(*head_projections(ordered, self.qkv, self.heads), self.chunk)  # (B, heads, G, N, d)
+        out = project(out.reshape(b, self.heads, h * w, c // self.heads).transpose(1, 2).reshape(b, h * w, c),
+                      self.qkv, self.proj)
         if half:
             out = torch.roll(out, half, dims=1)
         return gather_rows(out, dest).reshape(b, h, w, c) + self.local(x)
