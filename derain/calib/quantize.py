@@ -2,7 +2,7 @@
 quantize_static, as TensorRT's explicit-quantization guide asks ("use explicit quantization with
 strong typing"): the Q/DQ graph's unquantized part is FP16, except what the precision policy keeps
 FP32 (export/precision.py), so the engine's precision is all in the graph. Q/DQ with FP16 scales
-need opset 19 (TensorRT 10.3 parses up to 20): the quantized graph is converted to it.
+need opset 19 (TensorRT 10.3 parses up to 20): an older graph is converted to it.
 
 Symmetric INT8 (zero points 0, as TensorRT requires), per-channel weights, activation ranges at
 the 99.99th percentile (MinMax let rare outliers set the scale) of the reference frames that ship
@@ -102,7 +102,9 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray | None, target: st
                     "OpTypesToExcludeOutputQuantization": [] if output_qdq else list(QUANTIZED_OPS),
                 },
             )
-        quantized = version_converter.convert_version(onnx.load(str(tmp)), QDQ_OPSET)
+        quantized = onnx.load(str(tmp))
+        if _opset(quantized) < QDQ_OPSET:
+            quantized = version_converter.convert_version(quantized, QDQ_OPSET)
         quantized = fp16_model(quantized, keep_fp32)
         onnx.checker.check_model(quantized)
         onnx.save(quantized, str(tmp))
@@ -110,9 +112,13 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray | None, target: st
     if calibration is not None:
         calibration_info.update(calibration_frames=len(calibration),
                                 calibration_sha256=hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest())
-    write_manifest(target, replace(origin, precision="int8", source=str(source), opset=QDQ_OPSET,
+    write_manifest(target, replace(origin, precision="int8", source=str(source), opset=_opset(quantized),
                                    extra={**origin.extra, **calibration_info}))
     return Path(target)
+
+
+def _opset(model) -> int:  # noqa: ANN001
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def fuse_convs(model) -> set[str]:  # noqa: ANN001 - onnx.ModelProto
