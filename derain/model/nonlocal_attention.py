@@ -65,8 +65,11 @@ class NonLocalAttention(nn.Module):
         device = tokens.device.type
         fp32 = torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else nullcontext()  # not meta
         with torch.no_grad(), fp32:
-            unit = F.normalize(tokens.float(), dim=-1)
-            similarity = unit @ self.centroids.t()  # (B, L, K)
+            # Cosine similarity, the norms divided out of the (B, L, K) result rather than the (B, L, C)
+            # tokens: K = 8 values a token instead of C = 16..128 (F.normalize's clamp kept).
+            tokens = tokens.float()
+            norms = tokens.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            similarity = (tokens @ self.centroids.t()) / norms  # (B, L, K)
             cluster_ids = (similarity + self.balance).argmax(dim=-1)
             keys = cluster_ids
             if self.sub_buckets > 1:
@@ -74,7 +77,7 @@ class NonLocalAttention(nn.Module):
                 band = (nearness * (self.sub_buckets - 1e-3)).floor().long()
                 keys = cluster_ids * self.sub_buckets + band
             if self.training:
-                self._update_centroids(unit, cluster_ids)
+                self._update_centroids(tokens / norms, cluster_ids)
         return cluster_ids, keys
 
     def _update_centroids(self, unit: torch.Tensor, cluster_ids: torch.Tensor) -> None:

@@ -55,4 +55,7 @@ def prefix_sum(x: torch.Tensor, dim: int, largest: float = 1.0) -> torch.Tensor:
         totals = within[:, :, -1]  # (outer, blocks, inner)
         before = prefix_sum(totals, 1, largest * block) - totals  # what all earlier blocks hold
         within = within + before[:, :, None]
-    return within.reshape(outer, blocks * block, inner)[:, :length].reshape(restored)
+    within = within.reshape(outer, blocks * block, inner)
+    if blocks * block != length:  # a Slice is a copy of the whole tensor: only where there is padding
+        within = within[:, :length]
+    return within.reshape(restored)

@@ -10,7 +10,8 @@ map's size is folded into the ONNX as a constant (354 MB at 720p with the old Sc
   caps at K = 3840 tokens, far below a 720p feature map.
 - `positions_counting`: a counting sort with static shapes and no TopK, NonZero, CumSum or
   loop: one-hot -> running count (rank within the key) -> per-key offsets, the running sums as
-  blocked MatMuls with constant triangular 0/1 matrices (model/ops.py, prefix_sum). Counts are
+  blocked MatMuls with constant triangular 0/1 matrices (model/ops.py, prefix_sum); each token then
+  reads its own key's running count and offset with a GatherElements. Counts are
   float32: exact up to 2**24 tokens, and no MatMul operand exceeds 2048, so TF32 keeps them exact.
 tests/test_sorting.py proves the two equal.
 """
@@ -38,8 +39,9 @@ def positions_counting(keys: torch.Tensor, buckets: int) -> torch.Tensor:
     running = prefix_sum(one_hot, 1)  # (B, L, K): tokens of each key seen so far
     counts = running[:, -1]  # (B, K)
     offsets = prefix_sum(counts, 1, largest=keys.shape[1]) - counts  # where each key's run starts
-    dest = ((running - 1.0 + offsets[:, None]) * one_hot).sum(dim=-1)
-    return dest.long()
+    # Each token's own key picked by index: (B, L) values read, not (B, L, K) multiplied and summed.
+    rank = running.gather(-1, keys[..., None])[..., 0]  # tokens of its key up to and including it
+    return (rank - 1.0 + offsets.gather(-1, keys)).long()
 
 
 def sort_positions(keys: torch.Tensor, buckets: int, method: SortMethod) -> torch.Tensor:
