@@ -8,15 +8,17 @@ Symmetric INT8 (zero points 0, as TensorRT requires), per-channel weights, activ
 the 99.99th percentile (MinMax let rare outliers set the scale) of the reference frames that ship
 with the package, widened, never narrowed, by the user's calib.npz (calib/ranges.py: calibrated on
 light rain alone, INT8 stopped deraining heavy rain). Placed as TensorRT
-fuses them: Q/DQ on the inputs of Conv, Gemm and of the MatMuls with a weight, where INT8 pays,
+fuses them: Q/DQ on the inputs of Conv, ConvTranspose, Gemm and of the MatMuls with a weight, where INT8 pays,
 none on their outputs (OpTypesToExcludeOutputQuantization), so a residual Add reads a quantized
 skip and a float Conv output, which TensorRT folds into the Conv. Left in float: what
-the precision policy keeps FP32 (export/precision.py: LayerNorm, Softmax, the NAB sort and position
-maps), the attention's activation-by-activation MatMuls (q.k^T, attn.v: quantizing them cost 0.109
-dB instead of 0.064 dB on benchmarks/int8.py), the two image-facing convolutions (3 channels in,
-3 out: little for INT8 to speed up, and the last one writes the residual added to the image), and
-the decoder's fuse convolutions (their inputs' range swings most with the rain: fuse_convs). All
-chosen on train pairs, never test ones: benchmarks/int8_calibration.py and int8_choice.py."""
+the precision policy keeps FP32 (export/precision.py: the NAB sort and position maps), the
+attention's activation-by-activation MatMuls (q.k^T, attn.v: quantizing them cost 0.109 dB instead
+of 0.064 dB on benchmarks/int8.py) and the image-facing convolutions (3 channels in or out: little
+for INT8 to speed up, and the head writes the residual added to the image). Chosen on train pairs,
+never test ones: benchmarks/int8_calibration.py. (The decoder's fuse convolutions, which read an
+encoder skip and the upsampled features concatenated, stayed FP16 until the export folded them
+into the upsampling and a conv of the skip, each quantized with its own range; their choice,
+benchmarks/int8_choice.py, is in the history at commit 986973c.)"""
 
 from __future__ import annotations
 
@@ -34,13 +36,13 @@ from ..export.manifest import describe, read_manifest, write_manifest
 from ..export.precision import name_nodes
 from .ranges import PERCENTILE, Ranges, activation_ranges, default_ranges, quiet_quantizer, reference_frames
 
-QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+QUANTIZED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 QDQ_OPSET = 19  # the first whose QuantizeLinear / DequantizeLinear take FP16
 
 
 def quantize_onnx(source: str | Path, calibration: np.ndarray | None, target: str | Path,
                   percentile: float = PERCENTILE, reference: bool = True, float_image_convs: bool = True,
-                  float_fuse_convs: bool = True, output_qdq: bool = False) -> Path:
+                  output_qdq: bool = False) -> Path:
     """`source` FP32 ONNX -> INT8 Q/DQ ONNX at `target`. Ranges: the shipped reference frames'
     (reference=True), widened by `calibration`'s frames where given; reference=False takes the
     calibration's alone (narrowed to its content: for measuring, not for engines). percentile=100
@@ -82,15 +84,13 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray | None, target: st
     weights = {initializer.name for initializer in model.graph.initializer}
     activation_matmuls = {node.name for node in model.graph.node
                           if node.op_type == "MatMul" and not any(name in weights for name in node.input)}
-    convs = [node.name for node in model.graph.node if node.op_type == "Conv"]  # topological order
-    image_facing = {convs[0], convs[-1]} if convs and float_image_convs else set()
-    fuse = fuse_convs(model) if float_fuse_convs else set()
+    image_facing = image_convs(model) if float_image_convs else set()
     with atomic_path(target) as tmp:
         with quiet_quantizer():
             quantize_static(
                 model, str(tmp), OneFrame(), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
                 per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                nodes_to_exclude=sorted(keep_fp32 | activation_matmuls | image_facing | fuse),
+                nodes_to_exclude=sorted(keep_fp32 | activation_matmuls | image_facing),
                 extra_options={
                     "TensorQuantOverrides": {name: [{"rmin": np.float32(-value), "rmax": np.float32(value)}]
                                              for name, value in ranges.items()},
@@ -121,12 +121,13 @@ def _opset(model) -> int:  # noqa: ANN001
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def fuse_convs(model) -> set[str]:  # noqa: ANN001 - onnx.ModelProto
-    """The decoder's fuse convolutions: each reads the concatenation of an encoder skip and the
-    upsampled decoder features, whose range swings the most between light and heavy rain (`derain
-    quantize --sensitivity`: at 640x360 the full-resolution one alone cost 0.084 of 0.114 dB)."""
-    concats = {node.output[0] for node in model.graph.node if node.op_type == "Concat"}
-    return {node.name for node in model.graph.node if node.op_type == "Conv" and node.input[0] in concats}
+def image_convs(model) -> set[str]:  # noqa: ANN001 - onnx.ModelProto
+    """The convolutions that read or write the 3 channels of an image (the embedding, the head and,
+    where the export folds a skip into the head, its second half): found by their weights' shape,
+    so that no rewrite of the graph's order or names can move the choice."""
+    weights = {init.name: init.dims for init in model.graph.initializer}
+    return {node.name for node in model.graph.node if node.op_type == "Conv" and node.input[1] in weights
+            and 3 in weights[node.input[1]][:2]}
 
 
 def ranges_for(source: str | Path, size: tuple[int, int], calibration: np.ndarray | None, reference: bool,
@@ -140,7 +141,7 @@ def ranges_for(source: str | Path, size: tuple[int, int], calibration: np.ndarra
 
 
 def int8_mac_share(path: str | Path) -> float:
-    """The share of the model's multiply-accumulates (Conv, MatMul, Gemm) whose inputs are all
+    """The share of the model's multiply-accumulates (QUANTIZED_OPS) whose inputs are all
     INT8 (each read through a DequantizeLinear): what INT8 can speed up. The rest runs FP16/FP32."""
     import onnx
 
@@ -158,6 +159,8 @@ def int8_mac_share(path: str | Path) -> float:
             continue
         if node.op_type == "Conv":  # per output element: input channels per group x kernel area
             macs = int(np.prod(out)) * int(np.prod(shapes[node.input[1]][1:]))
+        elif node.op_type == "ConvTranspose":  # per input element: output channels per group x kernel area
+            macs = int(np.prod(shapes[node.input[0]])) * int(np.prod(shapes[node.input[1]][1:]))
         else:  # MatMul / Gemm: per output element, the shared dimension
             first = shapes[node.input[0]]
             transposed = any(a.name == "transA" and a.i for a in node.attribute)

@@ -84,10 +84,32 @@ class DerainNet(nn.Module):
             features = down(features)
         features = self.bottleneck(features, masks[-1])
         for level in reversed(range(self.config.levels)):
-            features = self.fuse[level](torch.cat([self.up[level](features), skips[level]], dim=1))
-            features = self.decoder[level](features, masks[level])
+            upsampled = self.upsample_fused(level, features)
+            skip_weight = self.fuse[level].weight[:, self.fuse[level].out_channels:]
+            if level == 0 and not self.decoder[0].blocks and not self.refine.blocks:
+                # fuse and head with nothing between (realtime): the skip's half of fuse is folded into
+                # the head too, and no 16-channel full-resolution sum is ever written.
+                head_skip = torch.einsum("ocij,cd->odij", self.head.weight, skip_weight[:, :, 0, 0])
+                return (x + self.head(upsampled) + F.conv2d(skips[0], head_skip, padding=1))[..., :height, :width]
+            features = self.decoder[level](upsampled + F.conv2d(skips[level], skip_weight), masks[level])
         features = self.refine(features, masks[0])
         return (x + self.head(features))[..., :height, :width]
+
+    def upsample_fused(self, level: int, features: torch.Tensor) -> torch.Tensor:
+        """The upsampled half of fuse(cat[up(features), skip]), with fuse's weights for that half and its
+        bias folded into the up conv (both are linear, and PixelShuffle only moves channels), so that
+        fuse becomes a sum: no full-size concatenation is written, and each half keeps its own INT8
+        range. Same weights, same result up to rounding."""
+        conv, fuse = self.up[level].body[0], self.fuse[level]
+        channels, k = fuse.out_channels, conv.kernel_size[0]
+        # PixelShuffle(2) makes channel c at sub-pixel (i, j) from input channel 4c + 2i + j.
+        weight = conv.weight.view(channels, 2, 2, *conv.weight.shape[1:])  # (c, i, j, in, dy, dx)
+        weight = torch.einsum("oc,cij...->oij...", fuse.weight[:, :channels, 0, 0], weight)
+        # A k x k conv followed by PixelShuffle(2) is one transposed conv of kernel 2k, stride 2:
+        # output row 2y' + 2(k-1-dy) + i - (k-1) takes input row y' through tap dy of sub-pixel i.
+        # Same multiply-adds, and no depth-to-space copy of the full-size result.
+        weight = weight.flip(-1, -2).permute(3, 0, 4, 1, 5, 2).reshape(weight.shape[3], channels, 2 * k, 2 * k)
+        return F.conv_transpose2d(features, weight, fuse.bias, stride=2, padding=k - 1)
 
     def set_sort_method(self, method: SortMethod) -> None:
         """Choose the NAB rearrangement: "argsort" (reference) or "counting" (export-friendly)."""
