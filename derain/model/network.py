@@ -81,7 +81,7 @@ class DerainNet(nn.Module):
         for level, (stage, down) in enumerate(zip(self.encoder, self.down)):
             features = stage(features, masks[level])
             skips.append(features)
-            features = down(features)
+            features = self.downsample_image(x) if level == 0 and self.linear_stem else down(features)
         features = self.bottleneck(features, masks[-1])
         for level in reversed(range(self.config.levels)):
             upsampled = self.upsample_fused(level, features)
@@ -94,6 +94,23 @@ class DerainNet(nn.Module):
             features = self.decoder[level](upsampled + F.conv2d(skips[level], skip_weight), masks[level])
         features = self.refine(features, masks[0])
         return (x + self.head(features))[..., :height, :width]
+
+    @property
+    def linear_stem(self) -> bool:
+        """embed, then down[0] with nothing between (realtime): both linear, so they compose."""
+        return not self.encoder[0].blocks and self.down[0].body[0].kernel_size == (1, 1)
+
+    def downsample_image(self, image: torch.Tensor) -> torch.Tensor:
+        """down[0](embed(image)) straight from the image: the 1x1 conv of down[0] folded into embed's
+        3x3, and PixelUnshuffle(2) after it written as one stride-2 conv of kernel 4 (sub-pixel (i, j)
+        takes the 3x3 taps shifted by (i, j)). It reads 3 channels instead of the 16 of the
+        full-resolution embedding, and writes no unshuffled copy. Same weights, same result up to
+        rounding."""
+        down = self.down[0].body[0].weight[:, :, 0, 0]  # (C/2, C)
+        weight = torch.einsum("oc,cikl->oikl", down, self.embed.weight)  # (C/2, 3, 3, 3)
+        kernel = torch.stack([F.pad(weight, (j, 1 - j, i, 1 - i)) for i in (0, 1) for j in (0, 1)], dim=1)
+        kernel = kernel.reshape(4 * self.down[0].body[0].out_channels, self.embed.in_channels, 4, 4)  # static for export
+        return F.conv2d(image, kernel, (down @ self.embed.bias).repeat_interleave(4), stride=2, padding=1)
 
     def upsample_fused(self, level: int, features: torch.Tensor) -> torch.Tensor:
         """The upsampled half of fuse(cat[up(features), skip]), with fuse's weights for that half and its
