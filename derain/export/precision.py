@@ -16,9 +16,10 @@ FP32 are:
 
 LayerNormalization and Softmax take and give FP16 and compute inside in FP32: LayerNormalization's
 stash_type (default 1: FP32), which TensorRT's parser passes to INormalizationLayer's compute
-precision (FP32 by default "even in mixed precision mode"), and ONNX Runtime's and TensorRT's FP16
-softmax kernels subtract the row maximum first. As FP32 islands they cost two Casts each: 0.69 GB per
-720p frame of `realtime`, 14% of its FP16 traffic. normalization_nodes() names them for a build that
+precision (FP32 by default "even in mixed precision mode"); softmax subtracts the row maximum
+before the exponent (ONNX Runtime's kernel does; TensorRT's FP16 softmax is for a device to
+confirm). As FP32 islands they cost two Casts each: 0.69 GB per 720p frame of `realtime`, 14% of
+its FP16 traffic. normalization_nodes() names them for a build that
 wants them FP32 anyway (`derain export --fp16 --fp32-normalization`), to compare on a device.
 """
 

@@ -31,7 +31,9 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Double the resolution, halve the channels: conv then PixelShuffle (sub-pixel conv)."""
+    """Double the resolution, halve the channels: conv then PixelShuffle (sub-pixel conv). The
+    network runs it fused with the fuse conv after it (DerainNet.upsample_fused); this module holds
+    the weights, and its forward is the reference the fused form equals."""
 
     def __init__(self, dim: int, kernel: int = 3) -> None:
         super().__init__()
@@ -86,14 +88,18 @@ class DerainNet(nn.Module):
         for level in reversed(range(self.config.levels)):
             upsampled = self.upsample_fused(level, features)
             skip_weight = self.fuse[level].weight[:, self.fuse[level].out_channels:]
-            if level == 0 and not self.decoder[0].blocks and not self.refine.blocks:
-                # fuse and head with nothing between (realtime): the skip's half of fuse is folded into
-                # the head too, and no 16-channel full-resolution sum is ever written.
+            if level == 0 and self.linear_head:  # no 16-channel full-resolution sum is ever written
                 head_skip = torch.einsum("ocij,cd->odij", self.head.weight, skip_weight[:, :, 0, 0])
                 return (x + self.head(upsampled) + F.conv2d(skips[0], head_skip, padding=1))[..., :height, :width]
             features = self.decoder[level](upsampled + F.conv2d(skips[level], skip_weight), masks[level])
         features = self.refine(features, masks[0])
         return (x + self.head(features))[..., :height, :width]
+
+    @property
+    def linear_head(self) -> bool:
+        """The last fuse, then the head with nothing between (realtime): the skip's half of fuse
+        folds into the head's 3x3 (a 1x1 without bias before it), and the head is applied to each half."""
+        return not self.decoder[0].blocks and not self.refine.blocks
 
     @property
     def linear_stem(self) -> bool:
