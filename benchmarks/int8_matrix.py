@@ -9,7 +9,7 @@ clip's ranges alone) shows what the default fixes.
     python benchmarks/int8_matrix.py --data DATA --height 720 --width 1280 --calib-frames 8 --first 20
 
 DATA holds the datasets as <dataset>/<split>/{rain,norain}/ and video/<clip>/<clip>.mp4. Results:
-results/int8-matrix-<W>x<H>.json, .md and .png; resumable (cells already in the JSON are kept; a
+results/int8-matrix-<W>x<H>.json, .md and .png (or -o FILE.json); resumable (cells already in the JSON are kept; a
 quantized model is rebuilt only for rows with missing cells). One thread: hours at 720p.
 """
 
@@ -60,7 +60,7 @@ def calibration_frames(data: Path, source, count: int, height: int, width: int, 
             if image.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"):
                 target = pool / f"{image.parent.name}-{image.name}"
                 if not target.exists():
-                    target.symlink_to(image)
+                    target.symlink_to(image.resolve())  # a relative DATA would dangle from the pool
         return sample_frames(pool, count, height, width)
     return sample_frames(data / source, count, height, width)
 
@@ -120,9 +120,10 @@ def main() -> int:
     parser.add_argument("--width", type=int, required=True)
     parser.add_argument("--calib-frames", type=int, default=32, help="frames per calibration source")
     parser.add_argument("--first", type=int, help="only the first N pairs of each split (names sorted)")
+    parser.add_argument("-o", "--output", type=Path, help="results JSON (default results/int8-matrix-<W>x<H>.json)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    out = RESULTS / f"int8-matrix-{args.width}x{args.height}.json"
+    out = args.output or RESULTS / f"int8-matrix-{args.width}x{args.height}.json"
     result = json.loads(out.read_text()) if out.exists() else {"loss_db": {}, "fp32_psnr": {}}
     result.update(command=" ".join(["python benchmarks/int8_matrix.py", *sys.argv[1:]]).replace(str(args.data), "DATA"),
                   checkpoint=bundled_checkpoint_path().name, input=[1, 3, args.height, args.width],
