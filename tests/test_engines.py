@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from derain.engines.build import check_precision
-from derain.engines.device import DeviceInfo, _gpu_facts
+from derain.engines.device import DeviceInfo, _gpu_facts, require_tensorrt_10
 from derain.errors import DerainError
 
 ONNX = Path("model.onnx")
@@ -107,3 +107,15 @@ def test_the_fingerprint_tells_orin_modules_apart():
     assert agx.slug == "orin-sm87-16sms-61gib-trt10.3.0" != orin_nx.slug
     assert "Orin (sm 8.7, 16 SMs, 61 GiB), this is Orin (sm 8.7, 8 SMs, 15 GiB)" in orin_nx.mismatch(agx)
     assert orin_nx.mismatch(DeviceInfo("Orin", "8.7", "10.3.0", 8, 15)) is None
+
+
+@pytest.mark.parametrize("version", ["10.3.0.30", "10.13.0.35", "11.0.0"])
+def test_tensorrt_10_and_newer_are_taken(version):
+    require_tensorrt_10(version)
+
+
+def test_jetpack_6_0s_tensorrt_8_6_is_one_clear_line():
+    with pytest.raises(DerainError) as error:
+        require_tensorrt_10("8.6.2.3")
+    assert str(error.value).startswith("TensorRT 8.6.2.3 is installed here; derain needs TensorRT 10.3 or newer")
+    assert "JetPack 6.1 or 6.2" in str(error.value) and "\n" not in str(error.value)

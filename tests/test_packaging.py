@@ -47,7 +47,8 @@ def test_jetpack6_dependency_set_resolves_with_the_pins_for_python310_aarch64(tm
     versions = {item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"]
                 for item in json.loads((tmp_path / "r.json").read_text())["install"]}
     assert versions["numpy"].split(".")[0] == "1"  # JetPack's cv2 is built against NumPy 1.x
-    major, minor, *rest = (int(x) for x in versions["cuda-python"].split(".")[:3])
-    assert major == 12 and (minor, *rest) >= (6, 1)  # CUDA 12.6 driver; cuda.bindings exists
-    assert versions.get("cuda-bindings", "12").startswith("12")
+    major, minor, patch = (int(x) for x in versions["cuda-python"].split(".")[:3])
+    assert (major, minor) == (12, 6) and patch >= 1  # JetPack 6.1/6.2's CUDA 12.6; cuda.bindings exists
+    assert versions.get("cuda-bindings", "12.6").startswith("12.6")  # no newer runtime linked in
+    assert not [name for name in versions if "cu13" in name or name.startswith("nvidia-")]  # no CUDA 13 wheel
     assert not {"torch", "opencv-python", "tensorrt", "tensorrt-cu12", "tensorrt-cu13"} & set(versions)

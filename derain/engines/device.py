@@ -94,6 +94,14 @@ def _gpu_facts() -> GpuFacts:
                       "or 'derain[jetson]' on a Jetson")
 
 
+def require_tensorrt_10(version: str) -> None:
+    """derain's engines are strongly typed TensorRT 10+ builds (the 10.3 Python API and up); JetPack
+    6.0 ships TensorRT 8.6, JetPack 6.1 and 6.2 ship 10.3."""
+    if int(version.split(".")[0]) < 10:
+        raise DerainError(f"TensorRT {version} is installed here; derain needs TensorRT 10.3 or newer "
+                          "(JetPack 6.1 or 6.2 on a Jetson: JetPack 6.0 ships TensorRT 8.6)")
+
+
 def current_device() -> DeviceInfo:
     """This machine's GPU 0 and TensorRT, or a one-line error saying which is missing."""
     missing = DerainError("TensorRT is not installed here (JetPack ships it; on a desktop pip install 'derain[tensorrt]')")
@@ -103,5 +111,6 @@ def current_device() -> DeviceInfo:
         raise missing from None
     if not hasattr(tensorrt, "__version__"):  # only type stubs (tensorrt-stubs) are installed
         raise missing
+    require_tensorrt_10(tensorrt.__version__)
     gpu, capability, multiprocessors, memory_gib = _gpu_facts()
     return DeviceInfo(gpu, capability, tensorrt.__version__, multiprocessors, memory_gib)
