@@ -228,3 +228,31 @@ def test_info_prints_the_traffic_and_flops_of_an_onnx(tiny_export, tmp_path):
     (tmp_path / "bad.onnx").write_text("not a model")
     bad = run_derain("info", "--onnx", tmp_path / "bad.onnx")
     assert bad.returncode == 1 and bad.stderr.strip() == f"derain: error: {tmp_path / 'bad.onnx'}: not an ONNX model (DecodeError)"
+
+
+def test_fp16_keeps_the_mask_statistics_and_their_constants_fp32(tmp_path):
+    from derain.export.traffic import tensor_bytes
+
+    """At 256x256 the rain mask's unbiased variance multiplies by n = 65536 and divides by n - 1, both
+    past FP16's 65504: the statistics stay FP32, constants included, and nothing in the FP16 graph is
+    clamped (the lint checks for it)."""
+    torch.manual_seed(0)
+    path = export_onnx(build_model("tiny").eval(), tmp_path / "tiny256.onnx", 256, 256)
+    fp16 = onnx.load(str(convert_to_fp16(path, tmp_path / "tiny256.fp16.onnx")))
+    assert not [f for f in lint_model(fp16) if f.rule == "fp16-clamped-constant"]
+    reference = onnx.load(str(path))
+    name_nodes(reference)
+    sizes = tensor_bytes(reference)
+    # the Mul and Div on the mask's full-image mean and variance: one value per image each
+    statistics = {n.name for n in reference.graph.node if n.name.startswith("/rain_mask/")
+                  and n.op_type in ("Mul", "Div") and sizes[n.output[0]] == 4}
+    assert len(statistics) >= 2 and statistics <= fp32_nodes(reference)
+
+
+def test_lint_flags_an_fp16_constant_clamped_to_65504():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1])
+    big = onnx.numpy_helper.from_array(np.array([65504], np.float16), "n")
+    model = helper.make_model(helper.make_graph([helper.make_node("Mul", ["x", "n"], ["y"])], "g", [x], [y], [big]),
+                              opset_imports=[helper.make_opsetid("", OPSET)])
+    assert [(f.rule, f.node) for f in lint_model(model) if f.rule == "fp16-clamped-constant"] == [("fp16-clamped-constant", "n")]

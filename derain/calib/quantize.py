@@ -105,6 +105,7 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray | None, target: st
         quantized = onnx.load(str(tmp))
         if _opset(quantized) < QDQ_OPSET:
             quantized = version_converter.convert_version(quantized, QDQ_OPSET)
+            quantized.ir_version = max(quantized.ir_version, 9)  # opset 19's IR; the converter leaves 8
         quantized = fp16_model(quantized, keep_fp32)
         onnx.checker.check_model(quantized)
         onnx.save(quantized, str(tmp))

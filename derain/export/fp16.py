@@ -46,6 +46,38 @@ def _skip_fp16_round_trips(model, fp32_nodes: set[str]) -> None:  # noqa: ANN001
             graph.node.remove(node)
 
 
+def _constants(model) -> dict:  # noqa: ANN001
+    """name -> value of every initializer and Constant node output of `model`."""
+    from onnx import numpy_helper
+
+    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute[0].name == "value":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return values
+
+
+def _restore_fp32_constants(model, original: dict) -> None:  # noqa: ANN001
+    """The converter turns a constant into FP16 even where only FP32 nodes read it, then casts it
+    back: a value past 65504 (the rain mask's pixel count at 720p) comes back clamped. Where a Cast
+    to FP32 reads such a constant, read the original FP32 values instead."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    now = _constants(model)
+    for node in list(model.graph.node):
+        name = node.input[0] if node.op_type == "Cast" else None
+        if (name in now and now[name].dtype == np.float16 and name in original and original[name].dtype == np.float32
+                and helper.get_attribute_value(node.attribute[0]) == TensorProto.FLOAT):
+            model.graph.initializer.append(numpy_helper.from_array(original[name], node.output[0]))
+            model.graph.node.remove(node)
+    used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    for init in [init for init in model.graph.initializer if init.name not in used]:
+        model.graph.initializer.remove(init)
+    for node in [n for n in model.graph.node if n.op_type == "Constant" and n.output[0] not in used]:
+        model.graph.node.remove(node)
+
+
 def fp16_model(model, keep_fp32: set[str]):  # noqa: ANN001, ANN201 - onnx.ModelProto in and out
     """`model` with FP16 weights and activations except the nodes in `keep_fp32`; FP32 inputs and
     outputs. Q/DQ nodes take FP16 scales (opset 19+), so an INT8 graph's float part is FP16 too."""
@@ -53,8 +85,10 @@ def fp16_model(model, keep_fp32: set[str]):  # noqa: ANN001, ANN201 - onnx.Model
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     model.graph.ClearField("value_info")  # stale FP32 types would contradict the converted nodes
+    original = _constants(model)
     converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=sorted(keep_fp32))
     _skip_fp16_round_trips(converted, keep_fp32)
+    _restore_fp32_constants(converted, original)
     OnnxModel(converted).topological_sort()  # the converter appends its Casts at the end
     return converted
 

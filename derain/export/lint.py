@@ -7,6 +7,7 @@ Sources:
             (read at the 10.15 release; older releases noted where they differ).
   [matrix8] the same file at TensorRT 8.5 (stricter constant-input rules, kept for 10.3).
   [design]  this project's design notes (../shared/design/DESIGN.md, "TensorRT facts").
+  [review3] the third TensorRT review of this project (its findings are quoted where used).
   [import]  onnx-tensorrt's importers (onnxOpImporters.cpp, read at the 10.1-GA branch, the
             newest before JetPack 6's 10.3): the ops below are imported as an ILoopLayer that
             runs one step after another; NvInfer.h has ICumulativeLayer from release/10.8 on, and
@@ -32,6 +33,7 @@ UNSUPPORTED_OPS = frozenset({
     "SequenceInsert", "SequenceLength", "SequenceMap", "SoftmaxCrossEntropyLoss", "SplitToSequence",
     "StringConcat", "StringNormalizer", "StringSplit", "TfIdfVectorizer", "Unique",
 })
+FP16_MAX = 65504.0
 TOPK_MAX_K = 3840  # [matrix] TopK: "K input must be less than 3840"
 MAX_OPSET = {"10.3": 20}
 # [import] ONNX ops that TensorRT runs as a sequential ILoopLayer, and the first release that does
@@ -190,6 +192,11 @@ def lint_model(model, targets: tuple[str, ...] = TARGETS) -> list[Finding]:  # n
             if zero_point is None or np.any(zero_point != 0):
                 # [matrix] "y_zero_point must be 0" / "x_zero_point must be zero": symmetric quantization.
                 add("error", "qdq-zero-point", name, f"{node.op_type} needs a constant zero point of 0")
+    for name, value in graph.constants.items():
+        # The float16 converters clamp what FP16 cannot hold to 65504 without a word ([review3] E6).
+        if value.dtype == np.float16 and np.any(np.abs(value) == np.float16(FP16_MAX)):
+            add("warning", "fp16-clamped-constant", name, f"an FP16 constant of {FP16_MAX:g}: FP16's largest number, "
+                "most likely clamped from a larger FP32 value; keep its consumers FP32 (export/precision.py)")
     return findings
 
 

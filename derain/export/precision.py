@@ -12,7 +12,10 @@ FP32 are:
     the shifted windows' region masks: FP16 running counts break past 2048 pixels;
 - full-image reductions (a Reduce* over at least LARGE_REDUCTION elements per output, e.g. the
   rain mask's mean and variance over ~1M pixels at 720p): TensorRT documents no accumulation type
-  for an FP16 reduction, and an FP16 sum of 2**16 values of ~0.5 is past FP16's largest number.
+  for an FP16 reduction, and an FP16 sum of 2**16 values of ~0.5 is past FP16's largest number;
+  and what is computed from their results before it meets a full-size tensor again: the unbiased
+  variance multiplies by n = 983,040 and divides by n - 1 at 720p, constants that FP16 clamped to
+  65504 (the third TensorRT review's E6; `derain lint` flags any such clamped constant).
 
 LayerNormalization and Softmax take and give FP16 and compute inside in FP32: LayerNormalization's
 stash_type (default 1: FP32), which TensorRT's parser passes to INormalizationLayer's compute
@@ -80,7 +83,8 @@ def position_map_nodes(model) -> set[str]:  # noqa: ANN001
 
 
 def large_reduction_nodes(model) -> set[str]:  # noqa: ANN001
-    """Names of the Reduce* nodes that sum LARGE_REDUCTION or more elements into each output."""
+    """Names of the Reduce* nodes that sum LARGE_REDUCTION or more elements into each output, and of
+    the nodes that compute on their results while no output is larger than the reduction's."""
     from onnx import shape_inference
 
     inferred = shape_inference.infer_shapes(model)
@@ -90,9 +94,19 @@ def large_reduction_nodes(model) -> set[str]:  # noqa: ANN001
         dims = value.type.tensor_type.shape.dim
         if dims and all(d.HasField("dim_value") for d in dims):
             sizes[value.name] = int(np.prod([d.dim_value for d in dims]))
-    return {node.name for node in model.graph.node if node.op_type in REDUCE_OPS
-            and node.input[0] in sizes and node.output[0] in sizes
-            and sizes[node.input[0]] >= LARGE_REDUCTION * sizes[node.output[0]]}
+    reductions = [node for node in model.graph.node if node.op_type in REDUCE_OPS
+                  and node.input[0] in sizes and node.output[0] in sizes
+                  and sizes[node.input[0]] >= LARGE_REDUCTION * sizes[node.output[0]]]
+    _, consumers = _maps(model)
+    selected = {node.name for node in reductions}
+    frontier = [(node.output[0], sizes[node.output[0]]) for node in reductions]
+    while frontier:
+        name, limit = frontier.pop()
+        for user in consumers.get(name, []):
+            if user.name not in selected and all(sizes.get(out, limit + 1) <= limit for out in user.output):
+                selected.add(user.name)
+                frontier.extend((out, limit) for out in user.output)
+    return selected
 
 
 def name_nodes(model) -> None:  # noqa: ANN001
