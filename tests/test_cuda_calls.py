@@ -20,18 +20,20 @@ class StandInRuntime(types.ModuleType):
     cudaError_t = Error
 
     class cudaStreamCaptureMode:
-        cudaStreamCaptureModeGlobal = 0
+        cudaStreamCaptureModeGlobal, cudaStreamCaptureModeThreadLocal = 0, 1
 
-    def __init__(self, stream_error: Error = Error.cudaSuccess) -> None:
+    def __init__(self, stream_error: Error = Error.cudaSuccess,
+                 end_capture: tuple = (Error.cudaErrorStreamCaptureInvalidated, None)) -> None:
         super().__init__("cuda.bindings.runtime")
-        self.stream_error, self.calls = stream_error, []
+        self.stream_error, self.end_capture, self.calls, self.arguments = stream_error, end_capture, [], {}
 
     def __getattr__(self, name: str):
         if not name.startswith("cuda"):
             raise AttributeError(name)
         replies = {"cudaStreamCreate": (self.stream_error, 7), "cudaGetErrorString": (Error.cudaSuccess, b"why"),
-                   "cudaStreamEndCapture": (Error.cudaErrorStreamCaptureInvalidated, None)}
-        return lambda *args: self.calls.append(name) or replies.get(name, (Error.cudaSuccess,))
+                   "cudaStreamEndCapture": self.end_capture}
+        return lambda *args: self.calls.append(name) or self.arguments.update({name: args}) or replies.get(
+            name, (Error.cudaSuccess,))
 
 
 @pytest.fixture
@@ -70,3 +72,21 @@ def test_an_engine_that_refuses_capture_ends_it_and_runs_without_a_graph(stand_i
 
     assert cuda.capture(enqueue) is None and cuda.graphs == []
     assert runtime.calls[-3:] == ["cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGetLastError"]
+
+
+def test_a_capture_another_call_invalidated_runs_without_a_graph_too(stand_in):
+    """The enqueue went through, but cudaStreamEndCapture reports the capture invalidated (review 3,
+    E8): no graph, the error cleared, the stream runs on; the capture is thread-local, as trtexec's."""
+    runtime = stand_in(StandInRuntime(end_capture=(Error.cudaErrorStreamCaptureInvalidated, "graph")))
+    cuda = tensorrt_backend._CudaPython()
+    assert cuda.capture(lambda: None) is None and cuda.graphs == []
+    assert runtime.calls[-4:] == ["cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGraphDestroy", "cudaGetLastError"]
+    assert runtime.arguments["cudaStreamBeginCapture"][1] == runtime.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+
+
+def test_closing_twice_destroys_the_stream_once(stand_in):
+    runtime = stand_in(StandInRuntime())
+    cuda = tensorrt_backend._CudaPython()
+    cuda.free([], [])
+    cuda.free([], [])
+    assert runtime.calls.count("cudaStreamDestroy") == 1

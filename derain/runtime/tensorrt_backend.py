@@ -69,18 +69,23 @@ class _CudaPython:
         """Record `enqueue()` on the stream as a CUDA graph and return it instantiated, or None when
         the engine cannot be captured: TensorRT's enqueue may return false under capture (an engine
         with operations capture does not permit), and trtexec then ends the capture, clears the
-        error and runs without a graph (samples/common/sampleInference.cpp, release/10.3)."""
-        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
+        error and runs without a graph (samples/common/sampleInference.cpp, release/10.3). A capture
+        that another call invalidated (cudaStreamEndCapture's error) is treated the same way.
+        Thread-local capture, as trtexec's (samples/common/sampleDevice.h): an unsafe CUDA call
+        from another thread (a decoder, a second stream) does not invalidate it."""
+        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         self._check(self.rt.cudaStreamBeginCapture(self.stream, mode))
         try:
             enqueue()
+            refused = False
         except DerainError:
-            _, graph = self.rt.cudaStreamEndCapture(self.stream)  # ends the capture; the graph is void
+            refused = True
+        error, graph = self.rt.cudaStreamEndCapture(self.stream)  # ends the capture either way
+        if refused or error != self.rt.cudaError_t.cudaSuccess:
             if graph is not None:
                 self.rt.cudaGraphDestroy(graph)
             self.rt.cudaGetLastError()  # clears the capture's error, so the stream runs on
             return None
-        graph = self._check(self.rt.cudaStreamEndCapture(self.stream))
         try:
             executable = self._check(self.rt.cudaGraphInstantiate(graph, 0))
         except DerainError:
@@ -102,7 +107,9 @@ class _CudaPython:
             self.rt.cudaFreeHost(pointer)
         for pointer in device:
             self.rt.cudaFree(pointer)
-        self.rt.cudaStreamDestroy(self.stream)
+        if self.stream is not None:  # close() may come twice
+            self.rt.cudaStreamDestroy(self.stream)
+            self.stream = None
 
 
 class _PyCuda:
