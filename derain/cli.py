@@ -367,6 +367,12 @@ def _triton(args: argparse.Namespace) -> None:
                             python_backend=args.python_backend)
     output = write_repository(args.engine or args.onnx, args.output, options)
     print(f"wrote {output}: serve it with tritonserver --model-repository {output} (model 'derain': uint8 frames)")
+    if args.engine:  # a plan runs only under the TensorRT release, and on the GPU, that built it
+        from .engines.store import read_manifest
+
+        device = read_manifest(args.engine).device
+        print(f"the plan needs TensorRT {device.tensorrt} on {device.describe()}: a Triton release built on that "
+              "TensorRT, on that GPU (the engine's manifest is network/1/model.json)")
 
 
 def _bench(args: argparse.Namespace) -> None:

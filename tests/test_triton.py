@@ -3,6 +3,7 @@ pre- and post-processing graphs around the network give exactly what derain give
 real tritonserver (nvidia-pytriton's, on 127.0.0.1, started here) batches 4 concurrent gRPC
 clients and answers `derain run --backend triton` as local inference does."""
 
+import json
 import re
 import threading
 import time
@@ -84,6 +85,9 @@ def test_every_variant_parses_with_tritons_model_config(tmp_path, dynamic_onnx):
         assert network.platform == ("tensorrt_plan" if name == "plan" else "onnxruntime_onnx")
         assert network.model_warmup[0].batch_size == MOST and network.model_warmup[0].inputs["rainy"].zero_data
         assert (tmp_path / name / "network" / "1" / ("model.plan" if name == "plan" else "model.onnx")).is_file()
+        if name == "plan":  # the plan carries the record of the TensorRT and GPU that built it
+            record = json.loads((tmp_path / name / "network" / "1" / "model.json").read_text())
+            assert record["device"]["tensorrt"] == "10.13.0" and record["device"]["gpu"] == "NVIDIA L4"
     with pytest.raises(DerainError, match="already exists"):
         write_repository(dynamic_onnx, tmp_path / "onnx", TritonOptions())
     static = export_onnx(build_model("tiny"), tmp_path / "static.onnx", HEIGHT, WIDTH)
@@ -201,3 +205,9 @@ def test_a_stream_rides_out_a_server_restart(tmp_path, dynamic_onnx):
     total = stats.total
     assert total.frames_in == 600 and total.frames_out + total.dropped == 600, stats.summary()
     assert total.dropped > 0 and stats.reconnects == 1 and stats.unavailable_s > 0.5, stats.summary()
+
+
+def test_derain_triton_says_which_tensorrt_and_gpu_a_plan_needs(tmp_path, dynamic_onnx):
+    result = run_derain("triton", "--engine", _fake_engine(tmp_path, dynamic_onnx), "-o", tmp_path / "repo")
+    assert result.returncode == 0, result.stderr
+    assert "the plan needs TensorRT 10.13.0 on NVIDIA L4 (sm 8.9)" in result.stdout

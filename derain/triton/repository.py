@@ -174,6 +174,10 @@ def write_repository(model: Path, output: Path, options: TritonOptions) -> Path:
         _write_config(tmp / NETWORK, {"name": NETWORK, "platform": platform, **_batcher(most, options),
                                       "input": [rainy], "output": [derained], "model_warmup": [warmup]})
         shutil.copyfile(model, tmp / NETWORK / "1" / ("model.plan" if platform == "tensorrt_plan" else "model.onnx"))
+        if platform == "tensorrt_plan":  # which TensorRT and GPU built the plan (Triton ignores the file)
+            from ..engines.store import manifest_path
+
+            shutil.copyfile(manifest_path(model), tmp / NETWORK / "1" / "model.json")
         pre, post = pixel_graphs(height, width, description["dtype"])
         for name, graph, inputs, outputs in ((PRE, pre, frames_in, rainy), (POST, post, derained, frames_out)):
             _write_config(tmp / name, {"name": name, "platform": "onnxruntime_onnx", **_batcher(most, options),
