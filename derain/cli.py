@@ -164,7 +164,7 @@ def _onnx_info(path: Path, as_json: bool) -> None:
     manifest = read_manifest(path)
     row: dict = {"onnx": str(path), "precision": manifest.precision if manifest else "unknown",
                  "input": manifest.input["shape"] if manifest else None, "gflops": None, "traffic": traffic.to_dict()}
-    if manifest and manifest.config in CONFIGS and -1 not in manifest.input["shape"]:
+    if manifest and manifest.config in CONFIGS:  # per frame: height and width are static, a batch may not be
         _, _, height, width = manifest.input["shape"]
         row["gflops"] = round(count_flops(manifest.config, height, width) / 1e9, 2)
     if as_json:

@@ -32,6 +32,7 @@ from ..atomic import atomic_path
 from ..errors import DerainError
 from ..export.names import INPUT_NAME
 from ..export.fp16 import fp16_model
+from ..export.graph import opset_version
 from ..export.manifest import describe, read_manifest, write_manifest
 from ..export.precision import name_nodes
 from .ranges import PERCENTILE, Ranges, activation_ranges, default_ranges, quiet_quantizer, reference_frames
@@ -103,7 +104,7 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray | None, target: st
                 },
             )
         quantized = onnx.load(str(tmp))
-        if _opset(quantized) < QDQ_OPSET:
+        if opset_version(quantized) < QDQ_OPSET:
             quantized = version_converter.convert_version(quantized, QDQ_OPSET)
             quantized.ir_version = max(quantized.ir_version, 9)  # opset 19's IR; the converter leaves 8
         quantized = fp16_model(quantized, keep_fp32)
@@ -113,13 +114,9 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray | None, target: st
     if calibration is not None:
         calibration_info.update(calibration_frames=len(calibration),
                                 calibration_sha256=hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest())
-    write_manifest(target, replace(origin, precision="int8", source=str(source), opset=_opset(quantized),
+    write_manifest(target, replace(origin, precision="int8", source=str(source), opset=opset_version(quantized),
                                    extra={**origin.extra, **calibration_info}))
     return Path(target)
-
-
-def _opset(model) -> int:  # noqa: ANN001
-    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def image_convs(model) -> set[str]:  # noqa: ANN001 - onnx.ModelProto

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..atomic import atomic_path
+from .graph import constant_values, node_maps
 from .manifest import describe, read_manifest, write_manifest
 from .precision import name_nodes, normalization_nodes
 
@@ -20,7 +21,7 @@ def _skip_fp16_round_trips(model, fp32_nodes: set[str]) -> None:  # noqa: ANN001
     from onnx import TensorProto, helper
 
     graph = model.graph
-    producer = {output: node for node in graph.node for output in node.output}
+    producer, _ = node_maps(model)
 
     def cast_to(node, dtype: int) -> bool:  # noqa: ANN001
         return node is not None and node.op_type == "Cast" and helper.get_attribute_value(node.attribute[0]) == dtype
@@ -46,17 +47,6 @@ def _skip_fp16_round_trips(model, fp32_nodes: set[str]) -> None:  # noqa: ANN001
             graph.node.remove(node)
 
 
-def _constants(model) -> dict:  # noqa: ANN001
-    """name -> value of every initializer and Constant node output of `model`."""
-    from onnx import numpy_helper
-
-    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return values
-
-
 def _restore_fp32_constants(model, original: dict) -> None:  # noqa: ANN001
     """The converter turns a constant into FP16 even where only FP32 nodes read it, then casts it
     back: a value past 65504 (the rain mask's pixel count at 720p) comes back clamped. Where a Cast
@@ -64,7 +54,7 @@ def _restore_fp32_constants(model, original: dict) -> None:  # noqa: ANN001
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
-    now = _constants(model)
+    now = constant_values(model)
     for node in list(model.graph.node):
         name = node.input[0] if node.op_type == "Cast" else None
         if (name in now and now[name].dtype == np.float16 and name in original and original[name].dtype == np.float32
@@ -85,7 +75,7 @@ def fp16_model(model, keep_fp32: set[str]):  # noqa: ANN001, ANN201 - onnx.Model
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     model.graph.ClearField("value_info")  # stale FP32 types would contradict the converted nodes
-    original = _constants(model)
+    original = constant_values(model)
     converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=sorted(keep_fp32))
     _skip_fp16_round_trips(converted, keep_fp32)
     _restore_fp32_constants(converted, original)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .graph import constant_values, opset_version
+
 TARGETS = ("10.3", "10.13", "11")  # JetPack 6, JetPack 7, desktop / JetPack 7.2.2+
 
 # [matrix] operators marked N (not supported by the ONNX parser).
@@ -59,16 +61,11 @@ class _Graph:
     """Constants, value types and producers of one ONNX graph, for the rules below."""
 
     def __init__(self, model) -> None:  # noqa: ANN001 - onnx.ModelProto, imported lazily
-        from onnx import numpy_helper, shape_inference
+        from onnx import shape_inference
 
         model = shape_inference.infer_shapes(model)
         self.model = model
-        self.constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-        for node in model.graph.node:
-            if node.op_type == "Constant":
-                value = next((a for a in node.attribute if a.name == "value"), None)
-                if value is not None:
-                    self.constants[node.output[0]] = numpy_helper.to_array(value.t)
+        self.constants = constant_values(model)
         values = [*model.graph.value_info, *model.graph.input, *model.graph.output]
         self.elem_type = {v.name: v.type.tensor_type.elem_type for v in values}
         self.shape = {v.name: [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
@@ -135,7 +132,7 @@ def lint_model(model, targets: tuple[str, ...] = TARGETS) -> list[Finding]:  # n
         if hit:
             findings.append(Finding(level, rule, node, message, hit))
 
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    opset = opset_version(model)
     for target, highest in MAX_OPSET.items():
         if opset > highest:
             add("error", "opset", "<model>", f"opset {opset} is above {highest}, the highest TensorRT {target} parses",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..atomic import atomic_path
 from ..errors import DerainError
+from .graph import opset_version
 
 
 @dataclass
@@ -91,6 +92,6 @@ def describe(model, precision: str, config: str, checkpoint_sha256: str | None, 
     name_nodes(model)
     return OnnxManifest(
         input=input_description(model, max_batch),
-        precision=precision, opset=next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+        precision=precision, opset=opset_version(model),
         fp32_nodes=sorted(fp32_nodes(model)), config=config, checkpoint_sha256=checkpoint_sha256, source=source,
         extra=extra or {})

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import DerainError
+from .graph import constant_names, node_maps
 from ..model import DerainNet
 from .comparison import output_stats, quiet_polygraphy, simple_compare
 from .names import INPUT_NAME, OUTPUT_NAME
@@ -40,9 +41,8 @@ KEY_TOLERANCE = 1e-3
 def sort_key_names(model) -> list[str]:  # noqa: ANN001 - onnx.ModelProto
     """The NAB sort-key tensors of an exported graph, in execution order. Each counting sort starts
     with the one-hot Cast(Equal(Unsqueeze(keys), range)), the range a constant."""
-    producer = {output: node for node in model.graph.node for output in node.output}
-    constants = {init.name for init in model.graph.initializer}
-    constants |= {out for node in model.graph.node if node.op_type == "Constant" for out in node.output}
+    producer, _ = node_maps(model)
+    constants = constant_names(model)
     names = []
     for node in model.graph.node:
         equal = producer.get(node.input[0]) if node.op_type == "Cast" else None

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .graph import constant_names, node_maps
+
 NORMALIZATION_OPS = ("LayerNormalization", "Softmax")
 REDUCE_OPS = ("ReduceMean", "ReduceSum", "ReduceL2", "ReduceL1", "ReduceSumSquare", "ReduceLogSumExp")
 LARGE_REDUCTION = 2**16
@@ -37,20 +39,10 @@ LARGE_REDUCTION = 2**16
 INDEX_INPUTS = {"Gather": (1,), "GatherElements": (1,), "ScatterElements": (1, 2)}
 
 
-def _maps(model):  # noqa: ANN001, ANN202 - onnx.ModelProto, imported lazily by the callers
-    graph = model.graph
-    producer = {output: node for node in graph.node for output in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    return producer, consumers
-
-
 def sort_nodes(model) -> set[str]:  # noqa: ANN001
     """Names of the nodes that compute indices: every ancestor of an index input that feeds nothing
     but index computation (the walk stops where a tensor also feeds the main path)."""
-    producer, consumers = _maps(model)
+    producer, consumers = node_maps(model)
     roots = [node for node in model.graph.node if node.op_type in INDEX_INPUTS]
     stack = [node.input[i] for node in roots for i in INDEX_INPUTS[node.op_type] if i < len(node.input)]
     index_users = {id(node) for node in roots}
@@ -69,8 +61,7 @@ def sort_nodes(model) -> set[str]:  # noqa: ANN001
 
 def position_map_nodes(model) -> set[str]:  # noqa: ANN001
     """Names of the nodes computed from Equal(x, x) maps and constants alone."""
-    constants = {init.name for init in model.graph.initializer}
-    constants |= {out for node in model.graph.node if node.op_type == "Constant" for out in node.output}
+    constants = constant_names(model)
     derived: set[str] = set()  # tensor names
     selected: set[str] = set()
     for node in model.graph.node:  # topological order
@@ -97,7 +88,7 @@ def large_reduction_nodes(model) -> set[str]:  # noqa: ANN001
     reductions = [node for node in model.graph.node if node.op_type in REDUCE_OPS
                   and node.input[0] in sizes and node.output[0] in sizes
                   and sizes[node.input[0]] >= LARGE_REDUCTION * sizes[node.output[0]]]
-    _, consumers = _maps(model)
+    _, consumers = node_maps(model)
     selected = {node.name for node in reductions}
     frontier = [(node.output[0], sizes[node.output[0]]) for node in reductions]
     while frontier:

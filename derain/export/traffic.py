@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .graph import constant_names, node_maps
+
 FREE_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Constant", "Shape"})
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 # DRAM bandwidth of the Jetsons the real-time goal is set for (datasheets, GB/s).
@@ -66,14 +68,13 @@ def onnx_traffic(path) -> Traffic:  # noqa: ANN001 - str or Path
         model = onnx.load(str(path))
     except Exception as error:  # protobuf's DecodeError and friends
         raise DerainError(f"{path}: not an ONNX model ({type(error).__name__})") from error
-    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else 1 for d in v.type.tensor_type.shape.dim]
-              for v in model.graph.input}
     if any(not d.HasField("dim_value") for v in model.graph.input for d in v.type.tensor_type.shape.dim):
         import onnxsim
 
         from .names import SIMPLIFY_OPTIONS
 
-        model, _ = onnxsim.simplify(model, overwrite_input_shapes=shapes, **SIMPLIFY_OPTIONS)
+        single = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim] for v in model.graph.input}
+        model, _ = onnxsim.simplify(model, overwrite_input_shapes=single, **SIMPLIFY_OPTIONS)
     try:
         return activation_traffic(model)
     except ValueError as error:
@@ -99,13 +100,8 @@ def activation_traffic(model) -> Traffic:  # noqa: ANN001
     """The activation traffic of `model` (onnx.ModelProto) with static shapes."""
     graph = model.graph
     sizes = tensor_bytes(model)
-    weights = {init.name for init in graph.initializer}
-    weights |= {out for node in graph.node if node.op_type == "Constant" for out in node.output}
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    weights = constant_names(model)
+    producer, consumers = node_maps(model)
     qdq = any(node.op_type in QDQ_OPS for node in graph.node)
 
     def read(name: str) -> int:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ..atomic import atomic_path
 from ..calib.ranges import Ranges, activation_ranges, reference_frames, reference_groups
 from ..data.pairs import load_pairs
+from ..export.graph import constant_values, node_maps
 from ..export.names import INPUT_NAME
 from .report import validate
 
@@ -43,14 +44,8 @@ class TensorSensitivity:
 
 def _activation_qdq(model) -> dict[str, tuple]:  # noqa: ANN001 - onnx.ModelProto
     """Activation -> (QuantizeLinear, its DequantizeLinear, scale): Q/DQ pairs on non-weights."""
-    from onnx import numpy_helper
-
-    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    constants |= {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node if n.op_type == "Constant"}
-    readers = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    constants = constant_values(model)
+    _, readers = node_maps(model)
     pairs = {}
     for node in model.graph.node:
         if node.op_type == "QuantizeLinear" and node.input[0] not in constants:
