@@ -1,5 +1,6 @@
-"""The TensorRT backend's CUDA error handling, against a stand-in for cuda-python's runtime module
-(no GPU here): what it does when cuda-python fails and when an engine refuses CUDA-graph capture."""
+"""The TensorRT backend's CUDA calls, against a stand-in for cuda-python's runtime module (no GPU
+here): what it does when cuda-python fails, when an engine refuses CUDA-graph capture, and how it
+times the engine alone with CUDA events."""
 
 import enum
 import sys
@@ -31,8 +32,9 @@ class StandInRuntime(types.ModuleType):
         if not name.startswith("cuda"):
             raise AttributeError(name)
         replies = {"cudaStreamCreate": (self.stream_error, 7), "cudaGetErrorString": (Error.cudaSuccess, b"why"),
-                   "cudaStreamEndCapture": self.end_capture}
-        return lambda *args: self.calls.append(name) or self.arguments.update({name: args}) or replies.get(
+                   "cudaStreamEndCapture": self.end_capture, "cudaEventElapsedTime": (Error.cudaSuccess, 2.5),
+                   "cudaEventCreate": (Error.cudaSuccess, f"event{self.calls.count('cudaEventCreate')}")}
+        return lambda *args: self.calls.append(name) or self.arguments.setdefault(name, []).append(args) or replies.get(
             name, (Error.cudaSuccess,))
 
 
@@ -81,7 +83,7 @@ def test_a_capture_another_call_invalidated_runs_without_a_graph_too(stand_in):
     cuda = tensorrt_backend._CudaPython()
     assert cuda.capture(lambda: None) is None and cuda.graphs == []
     assert runtime.calls[-4:] == ["cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGraphDestroy", "cudaGetLastError"]
-    assert runtime.arguments["cudaStreamBeginCapture"][1] == runtime.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+    assert runtime.arguments["cudaStreamBeginCapture"][0][1] == runtime.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
 
 
 def test_closing_twice_destroys_the_stream_once(stand_in):
@@ -90,3 +92,57 @@ def test_closing_twice_destroys_the_stream_once(stand_in):
     cuda.free([], [])
     cuda.free([], [])
     assert runtime.calls.count("cudaStreamDestroy") == 1
+
+
+def test_cuda_events_time_what_is_put_on_the_stream_between_them(stand_in):
+    """trtexec's GPU Compute Time: an event recorded on the backend's stream before and after the
+    work, the end waited for, the time between them read, both events destroyed."""
+    runtime = stand_in(StandInRuntime())
+    cuda = tensorrt_backend._CudaPython()
+    before = len(runtime.calls)
+    assert cuda.elapsed_ms(lambda: runtime.calls.append("work")) == 2.5
+    assert runtime.calls[before:] == ["cudaEventCreate", "cudaEventCreate", "cudaEventRecord", "work", "cudaEventRecord",
+                                      "cudaEventSynchronize", "cudaEventElapsedTime", "cudaEventDestroy", "cudaEventDestroy"]
+    assert runtime.arguments["cudaEventRecord"] == [("event0", 7), ("event1", 7)]  # start, end; on our stream
+    assert runtime.arguments["cudaEventElapsedTime"] == [("event0", "event1")]
+
+
+def test_events_go_back_when_the_timed_work_fails(stand_in):
+    runtime = stand_in(StandInRuntime())
+    cuda = tensorrt_backend._CudaPython()
+
+    def enqueue() -> None:
+        raise DerainError("TensorRT execute_async_v3 failed")
+
+    with pytest.raises(DerainError, match="execute_async_v3"):
+        cuda.elapsed_ms(enqueue)
+    assert runtime.calls.count("cudaEventDestroy") == 2 and "cudaEventElapsedTime" not in runtime.calls
+
+
+class StandInContext:
+    """The two calls of TensorRT's IExecutionContext that timing makes."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch, self.enqueued = batch, 0
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        return (self.batch, 3, 8, 8)
+
+    def execute_async_v3(self, stream: int) -> bool:
+        self.enqueued += 1
+        return True
+
+
+@pytest.mark.parametrize(("captured", "batch", "launches"), [(True, 2, 3), (True, 1, 0), (False, 2, 0)])
+def test_device_time_is_the_graph_launch_when_there_is_a_graph(stand_in, captured, batch, launches):
+    """With --cuda-graph the timed work is the graph launch (captured at the largest batch); at a
+    smaller batch of a dynamic engine, and without a graph, it is the enqueue."""
+    runtime = stand_in(StandInRuntime())
+    backend = object.__new__(tensorrt_backend.TensorRTBackend)
+    backend.cuda, backend.context, backend.input_name = tensorrt_backend._CudaPython(), StandInContext(batch), "image"
+    backend.buffers = {"image": (tensorrt_backend.np.zeros((2, 3, 8, 8), "float32"), 0, 0)}
+    backend.graph = "graph-exec" if captured else None
+    assert backend.device_milliseconds(3) == [2.5, 2.5, 2.5]
+    assert runtime.calls.count("cudaGraphLaunch") == launches
+    assert backend.context.enqueued == 3 - launches
+    assert all(args == ("graph-exec", 7) for args in runtime.arguments.get("cudaGraphLaunch", []))

@@ -86,5 +86,11 @@ class Backend(ABC):
             outputs.append(self.run_batch(tiles[start : start + batch]))
         return tiler.merge(np.concatenate(outputs), offsets, *rgb.shape[:2])
 
+    def device_milliseconds(self, iterations: int) -> list[float] | None:
+        """The device's time for the engine alone, per run on the last batch given to `run` (no
+        copies, no host work), as trtexec's "GPU Compute Time"; None where the backend cannot
+        tell it apart from the host's (ONNX Runtime on a CPU, a remote server)."""
+        return None
+
     def close(self) -> None:
         """Release device memory and sessions (a no-op where there is nothing to release)."""

@@ -1,5 +1,7 @@
 """Latency and throughput of a backend, frame in to frame out (tiling and pre/post-processing
-included), per frame size. Results go to benchmarks/results/runtime-<host>.json."""
+included), per frame size; beside it, where the backend can tell (TensorRT), the device's time for
+the engine alone, as trtexec's "GPU Compute Time". Results go to
+benchmarks/results/runtime-<host>.json."""
 
 from __future__ import annotations
 
@@ -51,9 +53,14 @@ def run_bench(backend: Backend, sizes: str, warmup: int = 3, iterations: int = 1
             backend.infer([frame])
             times.append(time.perf_counter() - started)
         median = float(np.median(times))
-        rows.append({"size": f"{width}x{height}", "median_ms": round(median * 1000, 2),
-                     "p95_ms": round(float(np.percentile(times, 95)) * 1000, 2), "fps": round(1 / median, 2),
-                     "peak_rss_mib": round(_peak_rss_mib(), 1), "iterations": iterations, "warmup": warmup})
+        row = {"size": f"{width}x{height}", "median_ms": round(median * 1000, 2),
+               "p95_ms": round(float(np.percentile(times, 95)) * 1000, 2), "fps": round(1 / median, 2),
+               "peak_rss_mib": round(_peak_rss_mib(), 1), "iterations": iterations, "warmup": warmup}
+        device = backend.device_milliseconds(iterations)  # on the frame just run, after the same warm-up
+        if device:
+            row.update(device_median_ms=round(float(np.median(device)), 3),
+                       device_p95_ms=round(float(np.percentile(device, 95)), 3))
+        rows.append(row)
     return {"host": socket.gethostname(), "machine": platform.machine(), "processor": platform.processor(),
             "backend": backend.name, "input_shape": list(backend.input_shape) if backend.input_shape else None,
             "results": rows}

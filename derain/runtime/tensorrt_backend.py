@@ -98,6 +98,20 @@ class _CudaPython:
     def launch(self, graph: Any) -> None:
         self._check(self.rt.cudaGraphLaunch(graph, self.stream))
 
+    def elapsed_ms(self, work: Any) -> float:
+        """Milliseconds the GPU spends on what `work()` puts on the stream: CUDA events recorded
+        before and after it, as trtexec times its GPU compute (samples/common/sampleInference.cpp)."""
+        start, end = self._check(self.rt.cudaEventCreate()), self._check(self.rt.cudaEventCreate())
+        try:
+            self._check(self.rt.cudaEventRecord(start, self.stream))
+            work()
+            self._check(self.rt.cudaEventRecord(end, self.stream))
+            self._check(self.rt.cudaEventSynchronize(end))
+            return float(self._check(self.rt.cudaEventElapsedTime(start, end)))
+        finally:
+            self.rt.cudaEventDestroy(start)
+            self.rt.cudaEventDestroy(end)
+
     def free(self, host: list[int], device: list[int]) -> None:
         for graph, executable in self.graphs:
             self.rt.cudaGraphExecDestroy(executable)
@@ -149,6 +163,14 @@ class _PyCuda:
 
     def launch(self, graph: Any) -> None:
         raise AssertionError("unreachable: capture refused")
+
+    def elapsed_ms(self, work: Any) -> float:
+        start, end = self.driver.Event(), self.driver.Event()
+        start.record(self.stream)
+        work()
+        end.record(self.stream)
+        end.synchronize()
+        return float(start.time_till(end))
 
     def free(self, host: list[int], device: list[int]) -> None:
         for allocation in self._allocations:
@@ -244,13 +266,22 @@ class TensorRTBackend(Backend):
             self.context.set_input_shape(self.input_name, (count, *host_in.shape[1:]))
         np.copyto(host_in[:count], batch, casting="same_kind")
         self.cuda.to_device(device_in, host_in_pointer, host_in[:count].nbytes)
-        if self.graph is not None and count == len(host_in):  # captured at the largest batch
-            self.cuda.launch(self.graph)
-        else:
-            self._enqueue()
+        self._execute(count)
         self.cuda.to_host(host_out_pointer, device_out, host_out[:count].nbytes)
         self.cuda.synchronize()
         return host_out[:count].astype(np.float32, copy=True)
+
+    def _execute(self, count: int) -> None:
+        if self.graph is not None and count == len(self.buffers[self.input_name][0]):  # captured at the largest batch
+            self.cuda.launch(self.graph)
+        else:
+            self._enqueue()
+
+    def device_milliseconds(self, iterations: int) -> list[float]:
+        """GPU time of the engine alone (the graph launch with --cuda-graph, else the enqueue) on
+        what the last `run` left in the device buffers: no copies, no host work in it."""
+        count = self.context.get_tensor_shape(self.input_name)[0]
+        return [self.cuda.elapsed_ms(lambda: self._execute(count)) for _ in range(iterations)]
 
     def close(self) -> None:
         hosts = [] if isinstance(self.cuda, _PyCuda) else self.hosts  # pagelocked arrays free themselves
