@@ -29,39 +29,13 @@ import numpy as np
 import torch
 
 from ..errors import DerainError
-from .graph import constant_names, node_maps
+from .graph import key_outputs_model, sort_key_names
 from ..model import DerainNet
 from .comparison import output_stats, quiet_polygraphy, simple_compare
 from .names import INPUT_NAME, OUTPUT_NAME
 
 ATOL, RTOL = 1e-3, 1e-3
 KEY_TOLERANCE = 1e-3
-
-
-def sort_key_names(model) -> list[str]:  # noqa: ANN001 - onnx.ModelProto
-    """The NAB sort-key tensors of an exported graph, in execution order. Each counting sort starts
-    with the one-hot Cast(Equal(Unsqueeze(keys), range)), the range a constant."""
-    producer, _ = node_maps(model)
-    constants = constant_names(model)
-    names = []
-    for node in model.graph.node:
-        equal = producer.get(node.input[0]) if node.op_type == "Cast" else None
-        if equal is None or equal.op_type != "Equal" or equal.input[1] not in constants:
-            continue
-        unsqueeze = producer.get(equal.input[0])
-        if unsqueeze is not None and unsqueeze.op_type == "Unsqueeze":
-            names.append(unsqueeze.input[0])
-    return names
-
-
-def key_outputs_model(model, names: list[str]) -> bytes:  # noqa: ANN001
-    """The serialized graph with `names` (the int64 sort keys) as extra outputs."""
-    from onnx import TensorProto, helper
-
-    copy = type(model)()
-    copy.CopyFrom(model)
-    copy.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.INT64, None) for name in names)
-    return copy.SerializeToString()
 
 
 @contextmanager
