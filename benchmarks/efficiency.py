@@ -8,7 +8,7 @@ medians), the costliest op types at 720p, and an Orin NX 16GB FPS estimate.
 
 The Orin estimate: FPS = dense INT8 peak (30 TOPS, GPU only) x achieved fraction / GFLOPs per frame,
 with the fraction taken as PLAIN_CNN_FRACTION (what TensorRT reaches on plain 3x3 conv stacks,
-../shared/research/performance.md) times the config's measured speed per FLOP relative to the
+docs/design.md) times the config's measured speed per FLOP relative to the
 plain CNN on this CPU. It is an estimate: no Jetson was measured.
 """
 

@@ -10,7 +10,7 @@ For each GT-RAIN `train` pair (never test), Y-PSNR against the real clean frame 
 The gap between the two oracles is what a network would have to learn besides streaks, from
 GT-RAIN's few scenes, to gain on an unseen one.
 
-    python benchmarks/gt_rain_headroom.py [--data ../shared/data]
+    python benchmarks/gt_rain_headroom.py [--data DATA]
         -> benchmarks/results/gt_rain_headroom.json
 """
 
@@ -29,6 +29,7 @@ from derain.data.datasets import read_rgb8, scene_of, streak_target, tone_aligne
 from derain.data.metrics import psnr_y
 from derain.data.pairs import pair_paths
 from derain.errors import DerainError
+from derain.data.pairs import add_data_option
 
 
 def oracles(rainy: np.ndarray, clean: np.ndarray) -> dict[str, float]:
@@ -41,7 +42,7 @@ def oracles(rainy: np.ndarray, clean: np.ndarray) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    add_data_option(parser)
     parser.add_argument("-o", "--output", type=Path,
                         default=Path(__file__).parent / "results" / "gt_rain_headroom.json")
     args = parser.parse_args()

@@ -4,7 +4,7 @@ it is. Ranges: derain quantize's default (the shipped reference crops and synthe
 widened by rainy images of the *train* splits (Rain200H, GT-RAIN), never a test split;
 benchmarks/int8_matrix.py varies the calibration source.
 
-    python benchmarks/int8.py [--data ../shared/data]   # -> benchmarks/results/int8.json, int8/
+    python benchmarks/int8.py [--data DATA]   # -> benchmarks/results/int8.json, int8/
 
 FP16 is estimated by running the FP16 ONNX on ONNX Runtime's CPU kernels, which store every
 tensor in FP16 and accumulate in FP32 inside MatMul/Conv, as TensorRT's FP16 tactics mostly do.
@@ -33,6 +33,7 @@ from derain.export.fp16 import convert_to_fp16
 from derain.export.onnx_export import export_onnx
 from derain.model import bundled_checkpoint_path, load_checkpoint
 from derain.validate.report import validate, write_report
+from derain.data.pairs import add_data_option
 
 SIZE = 256  # centre crops of the test pairs (the smallest is 320x480)
 CALIBRATION_FRAMES = 32  # half from each train split
@@ -53,7 +54,7 @@ RESULTS = Path(__file__).parent / "results"
 def setup(doc: str) -> tuple[argparse.Namespace, torch.nn.Module, np.ndarray]:
     """Arguments, the bundled checkpoint on one thread, and its calibration frames (train splits)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    add_data_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, _ = load_checkpoint()

@@ -3,7 +3,7 @@ measured on *train* pairs (the choice must not be tuned on the test pairs that b
 reports). Activation ranges from MinMax or from a percentile of the calibration activations; the
 image-facing convolutions (3 channels in, 3 out) quantized or left in float.
 
-    python benchmarks/int8_calibration.py [--data ../shared/data]   # -> results/int8-calibration.json
+    python benchmarks/int8_calibration.py [--data DATA]   # -> results/int8-calibration.json
 """
 
 from __future__ import annotations

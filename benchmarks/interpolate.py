@@ -25,11 +25,9 @@ from tone_shift import photos, tone_summary  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from derain.atomic import atomic_path  # noqa: E402
+from derain.data.pairs import add_data_option  # noqa: E402
 from derain.errors import DerainError  # noqa: E402
 from derain.model import DerainNet, load_checkpoint, save_checkpoint  # noqa: E402
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 def interpolate(start: DerainNet, end: DerainNet, alpha: float) -> DerainNet:
     """(1 - alpha) * start + alpha * end, tensor by tensor (weights and NAB centroids alike)."""
@@ -75,7 +73,7 @@ def main() -> None:
     parser.add_argument("--end", type=Path, required=True, help="its fine-tune (a = 1)")
     parser.add_argument("--run", type=Path, required=True, help="run folder whose validation pairs score them")
     parser.add_argument("--alphas", type=alpha_list, default="0,0.25,0.5,0.75,1", help="comma-separated, in [0, 1]")
-    parser.add_argument("--data", type=Path, default=DATA, help="the folder with real/ (tone photos)")
+    add_data_option(parser, what="the data folder (its real/ holds the tone photos)")
     parser.add_argument("--tone-bound", type=float, default=3.0, help="drawn on the plot (levels)")
     parser.add_argument("--keep", type=Path, help="save each candidate here as a-<alpha>.pt")
     parser.add_argument("-o", "--output", type=Path,

@@ -2,7 +2,7 @@
 `train` pairs (|rainy - clean| on luma above a threshold), how much of a rain-free photo it flags,
 and how much of a rainy image it covers at the coarse levels the MAB sees.
 
-    python benchmarks/mask_quality.py --label after [--checkpoint X] [--data ../shared/data]
+    python benchmarks/mask_quality.py --label after [--checkpoint X] [--data DATA]
 
 Run it on another checkout (PYTHONPATH=<checkout>) with --label before to compare versions: the
 script only uses RainMask's call and pyramid. Results merge into benchmarks/results/mask_quality.json.
@@ -20,6 +20,7 @@ import torch
 from derain.atomic import atomic_path
 from derain.data.io import files_in, read_image
 from derain.model import load_checkpoint
+from derain.data.pairs import add_data_option
 
 TRUE_RAIN = 0.1  # |rainy - clean| luma difference that counts as rain (BT.601 luma in [0, 1])
 LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
@@ -65,7 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--label", required=True, help="e.g. before / after")
     parser.add_argument("--checkpoint", type=Path, help="whose learned mask threshold (default: the bundled one)")
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    add_data_option(parser)
     parser.add_argument("-o", "--output", type=Path,
                         default=Path(__file__).parent / "results" / "mask_quality.json")
     args = parser.parse_args()

@@ -27,6 +27,7 @@ import torch
 import derain.model.nonlocal_attention as nab
 from derain.atomic import atomic_path
 from derain.data.io import files_in, pad_to, read_image
+from derain.data.pairs import default_data_root
 from derain.model import load_checkpoint
 
 
@@ -94,8 +95,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--label", required=True, help="e.g. before / after")
     parser.add_argument("--checkpoint", type=Path, help="default: the bundled checkpoint")
-    parser.add_argument("--images", type=Path,
-                        default=Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "SIRR-real147")
+    default = default_data_root()
+    parser.add_argument("--images", type=Path, default=default and default / "real" / "SIRR-real147",
+                        required=default is None, help="real rainy photos (default: $DERAIN_DATA/real/SIRR-real147)")
     parser.add_argument("--num", type=int, default=8, help="images, spread over the folder")
     view = parser.add_mutually_exclusive_group()
     view.add_argument("--crop", type=int, help="centre crops of this many pixels square (a training patch)")

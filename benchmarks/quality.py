@@ -1,8 +1,8 @@
-"""Quality of each bundled checkpoint on every real test split in ../shared/data: PSNR/SSIM (Y
+"""Quality of each bundled checkpoint on every real test split of a data folder: PSNR/SSIM (Y
 channel, uint8 outputs, as the papers score) of the rainy input and of the output, with the
 checkpoint's parameters and GFLOPs.
 
-    python benchmarks/quality.py [--data ../shared/data]
+    python benchmarks/quality.py [--data DATA]
         -> benchmarks/results/quality.json, and real-rain.jpg: real rain photographs (no ground
            truth) before and after the default checkpoint, for the eye
 
@@ -24,6 +24,7 @@ from derain.data.io import Image, read_image, write_image
 from derain.info import count_flops
 from derain.model import bundled_checkpoint_path, load_checkpoint
 from derain.train.evaluate import derain_pair_input, evaluate_splits, markdown_table, test_splits
+from derain.data.pairs import add_data_option
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "derain" / "checkpoints"
 REAL_RAIN = ("real/DDN-real3/1.jpg", "real/DDN-real3/3.jpg", "real/DID-MDN-github/0.png")
@@ -43,7 +44,7 @@ def real_rain_figure(model, data: Path, target: Path) -> None:  # noqa: ANN001 -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    add_data_option(parser)
     parser.add_argument("-o", "--output", type=Path, default=Path(__file__).parent / "results" / "quality.json")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -1,7 +1,7 @@
 """A grid of synthetic rain (each style) and transplanted rain next to real `train` pairs' rain,
 to judge the generator by eye: benchmarks/results/synthetic-rain.png.
 
-    python benchmarks/synthetic_grid.py [--data ../shared/data]
+    python benchmarks/synthetic_grid.py [--data DATA]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from derain.atomic import atomic_path
 from derain.data.datasets import clean_paths, random_crop, read_rgb8
 from derain.data.pairs import pair_paths
 from derain.data.synthetic import STYLES, add_rain, rain_of_pair, transplant_rain
+from derain.data.pairs import add_data_option
 
 CROP = 192
 
@@ -28,7 +29,7 @@ def label(image: np.ndarray, text: str) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    add_data_option(parser)
     parser.add_argument("-o", "--output", type=Path, default=Path(__file__).parent / "results" / "synthetic-rain.png")
     args = parser.parse_args()
     rng = np.random.default_rng(1)

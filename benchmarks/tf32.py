@@ -9,7 +9,7 @@ Measured: NAB sort keys that change on real rain frames at 1280x720, and Y-PSNR 
 the real test splits (Rain100L, Rain100H, GT-RAIN), against plain FP32. The builder's TF32 default
 (engines/build.py, TF32_DEFAULT) follows from it.
 
-    python benchmarks/tf32.py [--data ../shared/data]   # -> benchmarks/results/tf32.json
+    python benchmarks/tf32.py [--data DATA]   # -> benchmarks/results/tf32.json
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from derain.data.io import read_image
 from derain.data.metrics import psnr_y
 from derain.data.pairs import pair_paths
 from derain.model import bundled_checkpoint_path, load_checkpoint
+from derain.data.pairs import add_data_option
 
 RESULTS = Path(__file__).parent / "results"
 SPLITS = ("Rain100L", "Rain100H", "GT-RAIN")
@@ -88,7 +89,7 @@ def run(model: torch.nn.Module, rgb: np.ndarray, case: str) -> tuple[np.ndarray,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    add_data_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.time()

@@ -2,12 +2,12 @@
 
 Real rain has no ground truth, but a deraining network should remove streaks (detail) and leave
 the light of the scene (tone) alone; the stage-2 checkpoint lost 1.18 dB to the input on GT-RAIN
-because it did not. For every fifth photo of ../shared/data/real/SIRR-real147 (scaled to 480 px),
+because it did not. For every fifth photo of DATA/real/SIRR-real147 (scaled to 480 px),
 the change of Y (output - input, the papers' Y of data/metrics.py) is split by a Gaussian blur (sigma 24 px, as --align-tone)
 into its low frequencies (tone) and the rest (detail), and the mean absolute value of each is
 reported.
 
-    python benchmarks/tone_shift.py [CHECKPOINT ...] [--data ../shared/data]
+    python benchmarks/tone_shift.py [CHECKPOINT ...] [--data DATA]
         -> benchmarks/results/tone_shift.json (default: the bundled checkpoint)
 """
 
@@ -29,6 +29,7 @@ from derain.data.metrics import rgb_to_y
 from derain.errors import DerainError
 from derain.model import bundled_checkpoint_path, load_checkpoint
 from derain.train.evaluate import derain_pair_input
+from derain.data.pairs import add_data_option
 
 SIDE = 480
 
@@ -61,7 +62,7 @@ def tone_summary(model: torch.nn.Module, paths: list[Path], label: str = "photos
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="*", type=Path, default=[bundled_checkpoint_path()])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    add_data_option(parser)
     parser.add_argument("-o", "--output", type=Path, default=Path(__file__).parent / "results" / "tone_shift.json")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -3,7 +3,7 @@ each) against one process with two threads (batch 8): the same global batch, mea
 same run, alternated, as training samples per second between step 20 and the last step (so
 start-up, data decoding and process-group set-up are left out).
 
-    python benchmarks/train_ddp.py [--steps 200] [--repeats 3] [--data ../shared/data]
+    python benchmarks/train_ddp.py [--steps 200] [--repeats 3] [--data DATA]
         -> benchmarks/results/train_ddp.json
 
 Only meaningful on an otherwise idle machine: each side wants both cores.
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from derain.atomic import atomic_path
+from derain.data.pairs import add_data_option
 
 RESULTS = Path(__file__).parent / "results"
 SKIP = 20  # steps of warm-up left out
@@ -35,7 +36,7 @@ def samples_per_second(run: Path, batch: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    add_data_option(parser)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

@@ -7,7 +7,7 @@ else loads the machine loads them alike. The trainer plans its steps from the CP
 step (not wall time), so "equal time" is equal CPU time per arm.
 
     python benchmarks/train_equal_time.py [--budget 30m] [--arms bf16 float32 bf16+256px]
-        [--data ../shared/data] -> benchmarks/results/train_equal_time.json and .png (+ runs/equal-time/<arm>/)
+        [--data DATA] -> benchmarks/results/train_equal_time.json and .png (+ runs/equal-time/<arm>/)
     python benchmarks/train_equal_time.py --resume ...   # after a stop: each unfinished arm resumes exactly
 """
 
@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from derain.atomic import atomic_path
+from derain.data.pairs import add_data_option
 
 RESULTS = Path(__file__).parent / "results"
 # The long run's recipe (benchmarks/results/training/long-run) at 64 px, and one change per arm.
@@ -39,7 +40,7 @@ def data_options(data: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    add_data_option(parser)
     parser.add_argument("--budget", default="30m")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--runs", type=Path, default=Path("runs/equal-time"))

@@ -3,7 +3,7 @@ steps, from scratch) in float32 and with each option of benchmarks/train_speed.p
 offers, scored by the run's own validation (held-out scenes of the train pairs). Equal steps,
 not equal time: an option that loses nothing here gains its speed-up on top.
 
-    python benchmarks/train_precision.py [--steps 2000] [--data ../shared/data]
+    python benchmarks/train_precision.py [--steps 2000] [--data DATA]
         -> benchmarks/results/train_precision.json
 """
 
@@ -20,6 +20,7 @@ import torch
 from derain.atomic import atomic_path
 from derain.data.datasets import DataSpec
 from derain.train import TrainSettings, train
+from derain.data.pairs import add_data_option
 
 OPTIONS = {"float32": {}, "bf16 autocast": {"bf16": True}, "channels-last": {"channels_last": True}}
 RESULTS = Path(__file__).parent / "results"
@@ -27,7 +28,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    add_data_option(parser)
     parser.add_argument("--steps", type=int, default=2000)
     args = parser.parse_args()
     torch.set_num_threads(1)

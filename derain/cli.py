@@ -128,6 +128,9 @@ def _eval(args: argparse.Namespace) -> None:
         raise DerainError("--record needs --checkpoint (the bundled checkpoint is part of the package)")
     folder = Path(args.data)
     if args.data == "all":
+        if args.data_root is None:
+            raise DerainError("--data all: no data folder (give --data-root FOLDER or set DERAIN_DATA; "
+                              "the layout is in docs/training.md)")
         splits = test_splits(args.data_root)
     elif args.data != "synthetic":  # <dataset>/<split> as "Rain100L/test", another folder by its name
         splits = {f"{folder.parent.name}/{folder.name}" if folder.name in ("test", "train") else folder.name: folder}
@@ -502,7 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", default="synthetic",
                           help='a paired folder (rain/, norain/), "all" (every <dataset>/test under --data-root) '
                                'or "synthetic" (held-out sample photos)')
-    evaluate.add_argument("--data-root", type=Path, default=Path("../shared/data"), help="for --data all")
+    from .data.pairs import default_data_root
+
+    evaluate.add_argument("--data-root", type=Path, default=default_data_root(),
+                          help="for --data all: a data folder laid out as docs/training.md says (default: $DERAIN_DATA)")
     evaluate.add_argument("--json", type=Path, help="write per-image and mean scores here")
     evaluate.add_argument("--save", type=Path, help="save side-by-side images of the worst cases here")
     evaluate.add_argument("--device", default="cpu", help="torch device")

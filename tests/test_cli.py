@@ -519,3 +519,12 @@ def test_a_full_disk_during_long_work_leaves_the_previous_file_intact(tmp_path, 
     assert result.returncode == 1 and len(lines) == 1 and "cannot write" in lines[0], result.stderr
     assert kept.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_eval_all_without_a_data_folder_says_how_to_give_one(monkeypatch, tmp_path):
+    monkeypatch.delenv("DERAIN_DATA", raising=False)
+    assert _one_error_line(run_derain("eval", "--data", "all")) == (
+        "derain: error: --data all: no data folder (give --data-root FOLDER or set DERAIN_DATA; "
+        "the layout is in docs/training.md)")
+    monkeypatch.setenv("DERAIN_DATA", str(tmp_path))  # the variable is the default
+    assert str(tmp_path) in _one_error_line(run_derain("eval", "--data", "all"))

@@ -52,3 +52,15 @@ def test_jetpack6_dependency_set_resolves_with_the_pins_for_python310_aarch64(tm
     assert versions.get("cuda-bindings", "12.6").startswith("12.6")  # no newer runtime linked in
     assert not [name for name in versions if "cu13" in name or name.startswith("nvidia-")]  # no CUDA 13 wheel
     assert not {"torch", "opencv-python", "tensorrt", "tensorrt-cu12", "tensorrt-cu13"} & set(versions)
+
+
+def test_nothing_that_ships_points_outside_the_clone():
+    """A user's clone has only itself: no code, doc, script, benchmark or checkpoint (binary ones
+    included) names the developers' data or notes beside the checkout."""
+    root = Path(__file__).resolve().parents[1]
+    tracked = subprocess.run(["git", "ls-files", "derain", "docs", "scripts", "benchmarks", "README.md", "pyproject.toml"],
+                             cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    pointing = [name for name in tracked if (root / name).is_file() and b"../shared" in (root / name).read_bytes()]
+    assert pointing == []

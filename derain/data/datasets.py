@@ -32,7 +32,7 @@ from .pairs import Pair, check_pair_size, pair_paths
 from .synthetic import REAL_HAZE, TRAIN_PHOTOS, add_rain, rain_of_pair, sample_photo, transplant_rain
 
 SOURCES = ("pairs", "synthetic", "transplant", "rainless")
-SKIMAGE = "skimage"  # --clean value: scikit-image's sample photographs (no ../shared/data needed)
+SKIMAGE = "skimage"  # --clean value: scikit-image's sample photographs (no data folder needed)
 
 
 TONE_SIGMA = 24.0  # pixels: what --align-tone counts as illumination rather than rain
@@ -102,7 +102,7 @@ def read_rgb8(path: Path) -> np.ndarray:
 
 
 def clean_paths(folders: Sequence[str | Path]) -> list[Path]:
-    """Every image under the folders (recursively; --clean ../shared/data/clean takes all three sets)."""
+    """Every image under the folders (recursively; --clean DATA/clean takes all three sets)."""
     paths = []
     for folder in folders:
         folder = Path(folder)

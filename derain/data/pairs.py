@@ -3,6 +3,8 @@ validate` and `derain eval` read them on machines (a Jetson) that have no PyTorc
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
 from pathlib import Path
 
@@ -13,6 +15,18 @@ from .io import files_in, read_image
 from .synthetic import TEST_PHOTOS, add_rain, sample_photo
 
 Pair = tuple[np.ndarray, np.ndarray]  # (rainy, clean) float32 RGB in [0, 1]
+DATA_ENV = "DERAIN_DATA"  # the data folder when no option names one; its layout: docs/training.md
+
+
+def default_data_root() -> Path | None:
+    return Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else None
+
+
+def add_data_option(parser: argparse.ArgumentParser, name: str = "--data", what: str = "the data folder") -> None:
+    """`name` FOLDER, defaulting to $DERAIN_DATA and required where that is unset."""
+    default = default_data_root()
+    parser.add_argument(name, type=Path, default=default, required=default is None,
+                        help=f"{what}, laid out as docs/training.md says (default: ${DATA_ENV})")
 
 
 def clean_name_candidates(rain_name: str) -> list[str]:
@@ -26,7 +40,7 @@ def clean_name_candidates(rain_name: str) -> list[str]:
 
 
 def pair_paths(root: str | Path) -> list[tuple[Path, Path]]:
-    """`root/rain/X` with its clean image in `root/norain/` (the layout of ../shared/data)."""
+    """`root/rain/X` with its clean image in `root/norain/` (the layout of docs/training.md)."""
     root = Path(root)
     rain_dir, clean_dir = root / "rain", root / "norain"
     if not rain_dir.is_dir() or not clean_dir.is_dir():

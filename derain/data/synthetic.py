@@ -24,7 +24,7 @@ STYLE_WEIGHTS = (0.4, 0.35, 0.25)
 REAL_HAZE = 0.05  # the camera-rain style's largest veil unless a run sets its own (--haze)
 
 # Clean photographs shipped inside the scikit-image wheel (no download), for tests and the
-# `synthetic` evaluation when ../shared/data is absent. The test split is never trained on.
+# `synthetic` evaluation when no data folder is at hand. The test split is never trained on.
 TRAIN_PHOTOS = ("astronaut", "coffee", "immunohistochemistry", "hubble_deep_field", "retina", "brick",
                 "grass", "gravel", "moon", "coins", "colorwheel")
 TEST_PHOTOS = ("chelsea", "rocket", "camera")

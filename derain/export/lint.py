@@ -6,7 +6,7 @@ Sources:
   [matrix]  onnx-tensorrt docs/operators.md, the ONNX operator support matrix of TensorRT 10.x
             (read at the 10.15 release; older releases noted where they differ).
   [matrix8] the same file at TensorRT 8.5 (stricter constant-input rules, kept for 10.3).
-  [design]  this project's design notes (../shared/design/DESIGN.md, "TensorRT facts").
+  [design]  this project's design notes (docs/design.md, "TensorRT facts to design for").
   [review3] the third TensorRT review of this project (its findings are quoted where used).
   [import]  onnx-tensorrt's importers (onnxOpImporters.cpp, read at the 10.1-GA branch, the
             newest before JetPack 6's 10.3): the ops below are imported as an ILoopLayer that

@@ -1,7 +1,7 @@
 """Model configurations as data.
 
-Sizes follow ../shared/design/MODEL.md. Everything marked (R) there is our reconstruction of the
-paper, so each choice is a field here rather than a constant buried in a module.
+What the paper says and what we reconstructed is in docs/model.md; every reconstructed choice is a
+field here, marked (R), rather than a constant buried in a module.
 """
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ CONFIGS: dict[str, ModelConfig] = {
         name="edge", channels=16, encoder_blocks=(1, 2, 2), bottleneck_blocks=2,
         decoder_blocks=(2, 2, 1), refine_blocks=1, heads=(1, 2, 4, 4), window=8, clusters=8,
     ),
-    # Jetson Orin NX/Nano at 720p and 30 FPS: <= 40 GFLOPs per 1280x720 frame (../shared/research/
-    # performance.md). Plain convolutions at full and half resolution, where attention and the NAB
+    # Jetson Orin NX/Nano at 720p and 30 FPS: <= 40 GFLOPs per 1280x720 frame (docs/design.md: what
+    # fraction of an Orin's peak a graph like this reaches). Plain convolutions at full and half resolution, where attention and the NAB
     # sort would cost 16x and 4x what they cost at 1/4; the paper's dual stage (MAB encoder, NAB
     # decoder) at 1/4 and 1/8; residual conv blocks at 1/2 and 1/4 of the decoder, where detail is
     # rebuilt. 1x1 convs around the pixel (un)shuffles; channels 16-128. 39 GFLOPs at 720p.

@@ -6,8 +6,8 @@ within consecutive chunks of window*window tokens of that sequence; results go b
 places. A local (shifted) window attention on the unrearranged map runs beside it; the two are
 summed.
 
-Three measures keep the branch non-local (../shared/design/MODEL.md: with a plain stable sort by
-cluster, chunks were 1-2-row raster strips and one cluster held 46-86% of the tokens):
+Three measures keep the branch non-local (docs/model.md: with a plain stable sort by cluster,
+chunks were 1-2-row raster strips and one cluster held 46-86% of the tokens):
 - the sort key is cluster x sub-bucket, the sub-bucket being the token's similarity to its
   centroid quantised into `sub_buckets` bins, so a chunk holds tokens of one cluster *and* one
   similarity band, gathered from the whole image instead of a strip in raster order;

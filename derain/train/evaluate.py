@@ -63,7 +63,7 @@ def evaluate(model: DerainNet, pairs: list[Pair], progress: bool = True) -> dict
 
 
 def test_splits(root: str | Path) -> dict[str, Path]:
-    """Every `<dataset>/test` paired folder under `root` (../shared/data's layout), by dataset name."""
+    """Every `<dataset>/test` paired folder under `root` (the layout of docs/training.md), by dataset name."""
     root = Path(root)
     splits = {p.parent.name: p for p in sorted(root.glob("*/test")) if (p / "rain").is_dir() and (p / "norain").is_dir()}
     if not splits:

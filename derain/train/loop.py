@@ -1,7 +1,7 @@
 """Training: the Restormer recipe scaled to the machine at hand, resumable, single- or multi-process.
 
-- AdamW, linear warm-up then cosine to `min_lr` (the CPU calibration runs of
-  ../shared/research/fidelity-training.md: warm-up to 1e-3 beat a flat 3e-4 by +3.1 dB);
+- AdamW, linear warm-up then cosine to `min_lr` (CPU calibration runs:
+  warm-up to 1e-3 beat a flat 3e-4 by +3.1 dB);
 - progressive patch sizes (Restormer), as fractions of the run; with `time_budget` the step count
   is set once at the start from timed probe steps of each patch size, so the run fills the budget
   and is then exactly repeatable (the count is stored in the checkpoint);
