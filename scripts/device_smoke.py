@@ -175,9 +175,12 @@ def measure(engine: Path, cuda_graph: bool, frames: Path, width: int, height: in
     from derain.runtime.stream import run_stream
     from derain.runtime.tensorrt_backend import TensorRTBackend
 
-    with TensorRTBackend(engine, cuda_graph=cuda_graph) as backend:
+    backend = TensorRTBackend(engine, cuda_graph=cuda_graph)
+    try:
         timing = run_bench(backend, f"{width}x{height}", warmup=10, iterations=100)["results"][0]
         stats = run_stream(str(frames), "null", backend, status=False)
+    finally:
+        backend.close()
     return {**timing, "stream_fps": round(stats.fps, 1), "stream_p50_ms": round(stats.percentile_ms(stats.latency, 50), 1),
             "stream_p95_ms": round(stats.percentile_ms(stats.latency, 95), 1), "graph": backend.graph is not None}
 

@@ -1,12 +1,17 @@
 """The TensorRT layer's decisions that run without TensorRT: which precision a graph can give, the
 calibration cache's name, which GPU library is used, and the engine store's version check."""
 
+import json
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+from conftest import run_derain
 
 from derain.engines.build import check_precision
 from derain.engines.device import DeviceInfo, _gpu_facts, require_tensorrt_10
+from derain.engines.store import Manifest, check_engine, manifest_path
 from derain.errors import DerainError
 
 ONNX = Path("model.onnx")
@@ -119,3 +124,37 @@ def test_jetpack_6_0s_tensorrt_8_6_is_one_clear_line():
         require_tensorrt_10("8.6.2.3")
     assert str(error.value).startswith("TensorRT 8.6.2.3 is installed here; derain needs TensorRT 10.3 or newer")
     assert "JetPack 6.1 or 6.2" in str(error.value) and "\n" not in str(error.value)
+
+
+def _plan_built_on(tmp_path: Path, device: DeviceInfo) -> Path:
+    """An engine file with the manifest `derain build` writes beside it (the plan's bytes are never
+    read before the check)."""
+    engine = tmp_path / "realtime.fp16.engine"
+    engine.write_bytes(b"plan")
+    manifest = Manifest("realtime", "fp16", device, {"name": "image", "shape": [1, 3, 720, 1280]}, "0" * 64, {}, 1.0, "now")
+    manifest_path(engine).write_text(json.dumps(manifest.to_dict()))
+    return engine
+
+
+def test_a_plan_from_another_gpu_or_tensorrt_is_refused_naming_both(tmp_path):
+    """Review 3 / issue 32 item 4: the manifest is checked before TensorRT deserializes anything."""
+    orin = DeviceInfo("Orin", "8.7", "10.3.0", 8, 16)
+    engine = _plan_built_on(tmp_path, orin)
+    assert check_engine(engine, orin).device == orin
+    with pytest.raises(DerainError) as error:
+        check_engine(engine, DeviceInfo("NVIDIA H100 80GB HBM3", "9.0", "10.3.0", 132, 79))
+    assert str(error.value) == (f"{engine}: built for GPU Orin (sm 8.7, 8 SMs, 16 GiB), this is NVIDIA H100 80GB HBM3 "
+                                "(sm 9.0, 132 SMs, 79 GiB); rebuild it here with `derain build`")
+    with pytest.raises(DerainError, match="built for TensorRT 10.3.0, this is TensorRT 10.13.0"):
+        check_engine(engine, DeviceInfo("Orin", "8.7", "10.13.0", 8, 16))
+
+
+def test_derain_run_on_a_plan_it_cannot_check_here_says_what_the_plan_needs(tmp_path):
+    engine = _plan_built_on(tmp_path, DeviceInfo("Orin", "8.7", "10.3.0", 8, 16))
+    image = tmp_path / "in.png"
+    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+    result = run_derain("run", image, "-o", tmp_path / "out.png", "--engine", engine)
+    assert result.returncode == 1 and not (tmp_path / "out.png").exists()
+    assert result.stderr.strip().splitlines() == [
+        f"derain: error: {engine}: built for Orin (sm 8.7, TensorRT 10.3.0), but TensorRT is not installed here "
+        "(JetPack ships it; on a desktop pip install 'derain[tensorrt]')"]
