@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import signal
 import sys
@@ -26,8 +27,6 @@ _EXTRA_OF_MODULE = {"onnx": "onnx", "onnxsim": "onnx", "onnxruntime": "onnx", "p
 def _set_threads(threads: int) -> None:
     """CPU threads for torch and ONNX Runtime: on a busy 2-core machine torch with 2 threads ran up
     to 70x slower than with 1 (OpenMP spin-waits)."""
-    if threads < 1:
-        raise DerainError(f"--threads {threads}: must be at least 1")
     os.environ["OMP_NUM_THREADS"] = str(threads)  # ONNX Runtime's CPU provider and torch read it
     if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
         import torch
@@ -66,8 +65,6 @@ def _info(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> None:
     from .deraining import derain_paths
 
-    if args.max_image_pixels < 1:
-        raise DerainError(f"--max-image-pixels {args.max_image_pixels}: must be at least 1")
     derain_paths(args.inputs, args.output, lambda: _backend(args), args.max_image_pixels)
 
 
@@ -76,24 +73,12 @@ def _train(args: argparse.Namespace) -> None:
     from .train import TrainSettings, train
     from .train.loop import parse_patches
 
-    for option, value, least in (("--steps", args.steps, 1), ("--batch", args.batch, 1), ("--val-every", args.val_every, 1),
-                                 ("--save-every", args.save_every, 1), ("--workers", args.workers, 0)):
-        if value < least:
-            raise DerainError(f"{option} {value}: must be at least {least}")
-    for option, value in (("--lr", args.lr), ("--time-budget", args.time_budget)):
-        if value is not None and not value > 0:
-            raise DerainError(f"{option} {value}: must be positive")
-    if not 0 <= args.val_fraction < 1 or args.fft_weight < 0:
-        bad = ("--val-fraction", args.val_fraction) if not 0 <= args.val_fraction < 1 else ("--fft-weight", args.fft_weight)
-        raise DerainError(f"{bad[0]} {bad[1]}: out of range (--val-fraction from 0 up to 1, --fft-weight at least 0)")
     try:
         mix = tuple(float(w) for w in args.mix.split(","))
     except ValueError:
         mix = ()
     if len(mix) not in (3, 4) or min(mix) < 0:
         raise DerainError(f"--mix {args.mix!r}: three or four non-negative weights (pairs,synthetic,transplant[,rainless])")
-    if args.haze is not None and not 0 <= args.haze < 1:
-        raise DerainError(f"--haze {args.haze}: a veil from 0 (none) up to, not including, 1")
     veil = {} if args.haze is None else {"haze": args.haze}
     spec = DataSpec(pairs=tuple(args.pairs), clean=tuple(args.clean), rain_layers=tuple(args.rain_layers), mix=mix,
                     val_fraction=args.val_fraction, align_tone=tuple(args.align_tone),
@@ -112,9 +97,12 @@ def _duration(text: str) -> float:
     """"110m", "2h", "90s" or plain seconds -> seconds."""
     units = {"s": 1, "m": 60, "h": 3600}
     try:
-        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+        seconds = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 110m, 2h or 90s") from None
+        seconds = float("nan")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 110m, 2h or 90s")
+    return seconds
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -200,8 +188,6 @@ def _export(args: argparse.Namespace) -> None:
         if not 1 <= value <= MAX_EXPORT_SIDE:
             raise DerainError(f"{option} {value}: from 1 to {MAX_EXPORT_SIDE} pixels (TensorRT tensors hold at most "
                               "2**31 elements, and a 16-channel full-resolution feature map of 8192x8192 is half that)")
-    if args.batch < 1:
-        raise DerainError(f"--batch {args.batch}: must be at least 1")
     model, _ = load_checkpoint(args.checkpoint)
     weights = file_sha256(args.checkpoint or bundled_checkpoint_path())
     steps = ["export", "parity"] + ["fp16"] * args.fp16
@@ -232,7 +218,8 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _print_lint(path: Path, targets: str) -> None:
-    from .export.lint import TARGETS, lint_model, read_onnx, sequential_steps
+    from .export.graph import read_onnx
+    from .export.lint import TARGETS, lint_model, sequential_steps
 
     unknown = [t for t in targets.split(",") if t not in TARGETS]
     if unknown:
@@ -257,9 +244,6 @@ def _lint(args: argparse.Namespace) -> None:
 
 
 def _calib(args: argparse.Namespace) -> None:
-    for option, value in (("--num", args.num), ("--height", args.height), ("--width", args.width)):
-        if value < 1:
-            raise DerainError(f"{option} {value}: must be at least 1")
     from .calib.frames import sample_frames, save_calibration
 
     frames = sample_frames(args.source, args.num, args.height, args.width, seed=args.seed)
@@ -329,7 +313,7 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     """The engine options `build` and `deploy` share, with trtexec's names as aliases."""
     parser.add_argument("--store", type=Path, default=Path("engines"), help="engine store folder")
     parser.add_argument("--name", help="engine name (default: from the ONNX or the config and size)")
-    parser.add_argument("--workspace-mib", "--workspace", type=int, default=2048,
+    parser.add_argument("--workspace-mib", "--workspace", type=COUNT, default=2048,
                         help="builder workspace in MiB (trtexec --memPoolSize=workspace:N)")
     parser.add_argument("--optimization-level", "--builderOptimizationLevel", type=int, default=3, choices=range(6),
                         help="TensorRT builder optimization level: higher searches longer")
@@ -353,8 +337,6 @@ def _backend(args: argparse.Namespace):  # noqa: ANN202
 def _stream(args: argparse.Namespace) -> None:
     from .runtime.stream import run_streams
 
-    if args.batch_timeout_ms < 0:
-        raise DerainError(f"--batch-timeout-ms {args.batch_timeout_ms}: must not be negative")
     with _backend(args) as backend:
         stats = run_streams(args.source, args.sink, backend, realtime=args.realtime, queue_size=args.queue,
                             batch_timeout=args.batch_timeout_ms / 1000)
@@ -403,8 +385,8 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", default="auto", choices=("auto", "cuda-python", "pycuda"),
                         help="TensorRT device memory through cuda-python or pycuda")
     parser.add_argument("--cuda-graph", action="store_true", help="TensorRT: capture the enqueue as a CUDA graph")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (1 on a busy machine)")
-    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+    parser.add_argument("--threads", type=COUNT, help="CPU threads for torch and ONNX Runtime (1 on a busy machine)")
+    parser.add_argument("--max-pixels", type=COUNT, default=DEFAULT_MAX_PIXELS,
                         help="torch: larger frames run as overlapping tiles of this many pixels, so memory stays "
                              "bounded (at 2 MP with `realtime`: 2.5 GiB peak for a 24 MP photo)")
 
@@ -428,6 +410,32 @@ class _Parser(argparse.ArgumentParser):
         self.exit(1, f"derain: error: {message}\n")
 
 
+def _number(kind: type, low: float, low_open: bool = False, below: float | None = None) -> typing.Callable[[str], typing.Any]:
+    """An argparse type: `kind` (int or float), finite, at least `low` (above it, with `low_open`)
+    and below `below`. Every numeric option goes through one, so a value no command can use is
+    refused where it is parsed, in one line naming the option (`--queue 0` once hung a stream)."""
+    word = "an integer" if kind is int else "a number"
+    bound = f"{'above' if low_open else 'at least'} {low:g}" + (f" and below {below:g}" if below is not None else "")
+
+    def parse(text: str) -> typing.Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {word}, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (low_open and value == low) or (below is not None and value >= below):
+            raise argparse.ArgumentTypeError(f"must be {word} {bound}, got {text}")
+        return value
+
+    return parse
+
+
+COUNT = _number(int, 1)  # frames, steps, threads, pixels, sizes, instances, queue slots
+NON_NEGATIVE_INT = _number(int, 0)  # seeds, workers, warm-up runs, microseconds
+NON_NEGATIVE = _number(float, 0.0)  # dB bounds, loss weights, milliseconds
+POSITIVE = _number(float, 0.0, low_open=True)  # learning rates
+FRACTION = _number(float, 0.0, below=1.0)  # shares held out, veils of fog
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .deploy import INT8_MAX_LOSS_DB
 
@@ -441,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image, folder or video file")
     run.add_argument("-o", "--output", required=True, type=Path,
                      help="output file (one input file) or folder (outputs keep their names); never one of the inputs")
-    run.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
+    run.add_argument("--max-image-pixels", type=COUNT, default=DEFAULT_MAX_IMAGE_PIXELS,
                      help="refuse larger images before decoding them (read from the file's header)")
     _add_backend_options(run)
     run.set_defaults(func=_run)
@@ -469,22 +477,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--streak-targets", nargs="*", default=[], metavar="PAIRS",
                        help="paired folders of real rain (GT-RAIN) whose targets repair only the rain streaks "
                             "and keep the rest of the rainy frame (its fog, sharpness and light)")
-    train.add_argument("--haze", type=float, metavar="VEIL",
+    train.add_argument("--haze", type=FRACTION, metavar="VEIL",
                        help="largest veil of rain fog in synthetic camera rain, 0-1 (default 0.05, a trace; "
                             "a global fit to GT-RAIN's train pairs reaches 0.66)")
-    train.add_argument("--val-fraction", type=float, default=0.1, help="of the pairs, held out for validation")
-    train.add_argument("--steps", type=int, default=2000, help="ignored with --time-budget")
+    train.add_argument("--val-fraction", type=FRACTION, default=0.1, help="of the pairs, held out for validation")
+    train.add_argument("--steps", type=COUNT, default=2000, help="ignored with --time-budget")
     train.add_argument("--time-budget", type=_duration, help="e.g. 110m: the step count is set to fill it")
-    train.add_argument("--batch", type=int, default=8, help="patches per step (per process under torchrun)")
+    train.add_argument("--batch", type=COUNT, default=8, help="patches per step (per process under torchrun)")
     train.add_argument("--patches", default="64", help="progressive patches PATCH:FRACTION,... e.g. 64:0.7,128:0.3")
-    train.add_argument("--lr", type=float, help="peak learning rate (default: per config, 1e-3 for realtime)")
+    train.add_argument("--lr", type=POSITIVE, help="peak learning rate (default: per config, 1e-3 for realtime)")
     train.add_argument("--loss", default="charbonnier", choices=("charbonnier", "l1"), help="pixel loss")
-    train.add_argument("--fft-weight", type=float, default=0.0, help="weight of an FFT-amplitude L1 term")
-    train.add_argument("--val-every", type=int, default=500, help="steps between validations")
-    train.add_argument("--save-every", type=int, default=200, help="steps between resumable checkpoints")
-    train.add_argument("--seed", type=int, default=0, help="seeds weights and every batch")
+    train.add_argument("--fft-weight", type=NON_NEGATIVE, default=0.0, help="weight of an FFT-amplitude L1 term")
+    train.add_argument("--val-every", type=COUNT, default=500, help="steps between validations")
+    train.add_argument("--save-every", type=COUNT, default=200, help="steps between resumable checkpoints")
+    train.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="seeds weights and every batch")
     train.add_argument("--device", default="cpu", help="torch device (cuda: one GPU per torchrun process)")
-    train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    train.add_argument("--workers", type=NON_NEGATIVE_INT, default=0, help="DataLoader worker processes")
     train.add_argument("--bf16", action="store_true",
                        help="bfloat16 autocast (1.27x on a CPU with AVX512-BF16, -0.04 dB at equal steps: "
                             "benchmarks/train_precision.py; slow on CPUs without native bf16)")
@@ -493,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--compile", action="store_true",
                        help="torch.compile the training forward (1.21x per step at 64 px, after a minute or two "
                             "of compiling per patch size: benchmarks/train_speed.py)")
-    train.add_argument("--threads", type=int, help="CPU threads for torch (1 on a busy machine)")
+    train.add_argument("--threads", type=COUNT, help="CPU threads for torch (1 on a busy machine)")
     train.add_argument("--resume", action="store_true", help="continue the run in --output exactly")
     train.add_argument("-o", "--output", required=True, type=Path,
                        help="run folder: last.pt (resume), best.pt (best EMA weights), log.json, curves.png")
@@ -517,9 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="checkpoint -> static-shape ONNX for TensorRT, with a parity check",
                            formatter_class=defaults)
     export.add_argument("--checkpoint", type=Path, help="default: the bundled checkpoint")
-    export.add_argument("--height", type=int, required=True, help="static input height (the stream's)")
-    export.add_argument("--width", type=int, required=True, help="static input width")
-    export.add_argument("--batch", type=int, default=1, help="images per inference (the most, with --dynamic-batch)")
+    export.add_argument("--height", type=COUNT, required=True, help="static input height (the stream's)")
+    export.add_argument("--width", type=COUNT, required=True, help="static input width")
+    export.add_argument("--batch", type=COUNT, default=1, help="images per inference (the most, with --dynamic-batch)")
     export.add_argument("--dynamic-batch", action="store_true",
                         help="batch 1..--batch (TensorRT profile min 1 / opt N / max N; needed by Triton's batcher)")
     export.add_argument("--fp16", action="store_true", help="also write <output>.fp16.onnx for strongly typed TRT")
@@ -539,10 +547,10 @@ def build_parser() -> argparse.ArgumentParser:
     calib = sub.add_parser("calib", help="calibration frames from a video or a folder of images",
                           formatter_class=defaults)
     calib.add_argument("--source", required=True, type=Path, help="video file or folder of images")
-    calib.add_argument("--num", type=int, default=64, help="frames, spread over the whole source")
-    calib.add_argument("--height", type=int, required=True, help="frame height (the ONNX's)")
-    calib.add_argument("--width", type=int, required=True, help="frame width (the ONNX's)")
-    calib.add_argument("--seed", type=int, default=0, help="where frames are cut")
+    calib.add_argument("--num", type=COUNT, default=64, help="frames, spread over the whole source")
+    calib.add_argument("--height", type=COUNT, required=True, help="frame height (the ONNX's)")
+    calib.add_argument("--width", type=COUNT, required=True, help="frame width (the ONNX's)")
+    calib.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="where frames are cut")
     calib.add_argument("-o", "--output", required=True, type=Path, help="calib.npz")
     calib.set_defaults(func=_calib)
 
@@ -565,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--fp16", type=Path, help="the FP16 ONNX (export --fp16)")
     check.add_argument("--int8", type=Path, help="the Q/DQ ONNX (quantize)")
     check.add_argument("--engine", type=Path, help="a TensorRT engine built from the same ONNX")
-    check.add_argument("--max-loss-db", type=float, required=True, help="fail above this PSNR loss vs FP32")
+    check.add_argument("--max-loss-db", type=NON_NEGATIVE, required=True, help="fail above this PSNR loss vs FP32")
     check.add_argument("-o", "--output", type=Path, default=Path("report"), help="report folder")
     check.set_defaults(func=_validate)
 
@@ -581,15 +589,15 @@ def build_parser() -> argparse.ArgumentParser:
     deploy = sub.add_parser("deploy", help="checkpoint -> ONNX -> FP16 or INT8 -> TensorRT engine, in one step",
                             formatter_class=defaults)
     deploy.add_argument("--checkpoint", type=Path, help="default: the bundled checkpoint")
-    deploy.add_argument("--height", type=int, required=True, help="static input height")
-    deploy.add_argument("--width", type=int, required=True, help="static input width")
+    deploy.add_argument("--height", type=COUNT, required=True, help="static input height")
+    deploy.add_argument("--width", type=COUNT, required=True, help="static input width")
     deploy.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"), help="engine precision")
     deploy.add_argument("--calib", type=Path, help="int8, optional: a video or a folder of your camera's frames, "
                         "which widen the shipped reference ranges")
-    deploy.add_argument("--calib-frames", type=int, default=64, help="frames spread over --calib")
+    deploy.add_argument("--calib-frames", type=COUNT, default=64, help="frames spread over --calib")
     deploy.add_argument("--calib-only", action="store_true",
                         help="int8 ranges from --calib alone (narrowed to its content; the check will tell)")
-    deploy.add_argument("--max-loss-db", type=float, default=INT8_MAX_LOSS_DB,
+    deploy.add_argument("--max-loss-db", type=NON_NEGATIVE, default=INT8_MAX_LOSS_DB,
                         help="int8: refuse a model that loses more than this vs FP32 on a group of reference pairs")
     deploy.add_argument("--force", action="store_true", help="int8: build even when the check fails")
     deploy.add_argument("--onnx-dir", type=Path, default=Path("deploy"), help="where the ONNX files stay")
@@ -602,9 +610,9 @@ def build_parser() -> argparse.ArgumentParser:
     triton.add_argument("--onnx", type=Path, help="a dynamic-batch ONNX -> onnxruntime_onnx")
     triton.add_argument("--python-backend", action="store_true",
                         help="one Python-backend model running derain's ONNX Runtime backend instead of the ensemble")
-    triton.add_argument("--instances", type=int, default=1, help="model instances per GPU (or on the CPU)")
+    triton.add_argument("--instances", type=COUNT, default=1, help="model instances per GPU (or on the CPU)")
     triton.add_argument("--kind", default="gpu", choices=("gpu", "cpu"), help="where the instances run")
-    triton.add_argument("--queue-delay-us", type=int, default=2000,
+    triton.add_argument("--queue-delay-us", type=NON_NEGATIVE_INT, default=2000,
                         help="how long the dynamic batcher waits to fill the preferred batch (N)")
     triton.add_argument("-o", "--output", required=True, type=Path, help="the repository folder (must not exist)")
     triton.set_defaults(func=_triton)
@@ -616,8 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--sink", required=True, action="append",
                         help="display://0, video file, folder, rtsp://..., or null; one per --source, in order")
     stream.add_argument("--realtime", action="store_true", help="drop each source's oldest frames when inference lags")
-    stream.add_argument("--queue", type=int, default=4, help="frames buffered between stages, per stream")
-    stream.add_argument("--batch-timeout-ms", type=float, default=20.0,
+    stream.add_argument("--queue", type=COUNT, default=4, help="frames buffered between stages, per stream")
+    stream.add_argument("--batch-timeout-ms", type=NON_NEGATIVE, default=20.0,
                         help="a batch leaves when full (the engine's batch) or this long after its first frame")
     _add_backend_options(stream)
     stream.set_defaults(func=_stream)
@@ -625,8 +633,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="latency, FPS and peak memory of a backend at several sizes",
                           formatter_class=defaults)
     bench.add_argument("--sizes", default="640x360,1280x720", help="WxH list")
-    bench.add_argument("--warmup", type=int, default=3, help="untimed runs first")
-    bench.add_argument("--iterations", type=int, default=10, help="timed runs (medians)")
+    bench.add_argument("--warmup", type=NON_NEGATIVE_INT, default=3, help="untimed runs first")
+    bench.add_argument("--iterations", type=COUNT, default=10, help="timed runs (medians)")
     bench.add_argument("-o", "--output", type=Path, help="default: benchmarks/results/runtime-<host>.json")
     bench.add_argument("--note", help="a word on the run (model, machine), stored with the results")
     _add_backend_options(bench)

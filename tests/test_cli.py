@@ -444,21 +444,21 @@ def _dynamic_onnx(path: Path) -> Path:
 
 @pytest.mark.parametrize("case,names", [
     ("train --mix 1,a", "--mix '1,a'"),
-    ("train --lr -1", "--lr -1.0: must be positive"),
+    ("train --lr -1", "argument --lr: must be a number above 0, got -1"),
     ("train --patches 64:0.5,128", "--patches '64:0.5,128'"),
     ("train --patches 64:0.5,128:0.4", "the fractions must sum to 1"),
-    ("train --time-budget 0", "--time-budget 0.0: must be positive"),
+    ("train --time-budget 0", "argument --time-budget: '0' is not a duration"),
     ("train --time-budget soon", "'soon' is not a duration"),
-    ("train --threads 0", "--threads 0"),
-    ("train --batch 0", "--batch 0"),
+    ("train --threads 0", "argument --threads: must be an integer at least 1, got 0"),
+    ("train --batch 0", "argument --batch: must be an integer at least 1, got 0"),
     ("train pairs of two sizes", "a pair must be one size"),
     ("train a corrupt clean image", "cannot read image"),
     ("train --resume a corrupt run", "not a derain training checkpoint"),
     ("eval pairs of two sizes", "a pair must be one size"),
-    ("calib --num 0", "--num 0"),
-    ("calib --height 0", "--height 0"),
+    ("calib --num 0", "argument --num: must be an integer at least 1, got 0"),
+    ("calib --height 0", "argument --height: must be an integer at least 1, got 0"),
     ("quantize a dynamic ONNX", "dynamic input shape"),
-    ("validate --max-loss-db -1", "--max-loss-db -1.0"),
+    ("validate --max-loss-db -1", "argument --max-loss-db: must be a number at least 0, got -1"),
 ])
 def test_each_command_refuses_bad_values_in_one_line(tmp_path, tiny_checkpoint, case, names):
     """The real command line, each bad value: one `derain: error:` line naming it, exit 1, no traceback."""
@@ -528,3 +528,46 @@ def test_eval_all_without_a_data_folder_says_how_to_give_one(monkeypatch, tmp_pa
         "the layout is in docs/training.md)")
     monkeypatch.setenv("DERAIN_DATA", str(tmp_path))  # the variable is the default
     assert str(tmp_path) in _one_error_line(run_derain("eval", "--data", "all"))
+
+
+@pytest.mark.parametrize("argv", [
+    ["stream", "--source", "a.mp4", "--sink", "null", "--queue", "0"],  # once hung with `in 1 out 0`
+    ["stream", "--source", "a.mp4", "--sink", "null", "--realtime", "--queue", "0"],  # once an IndexError traceback
+    ["stream", "--batch-timeout-ms", "-1"], ["run", "x.png", "-o", "y.png", "--threads", "0"],
+    ["run", "x.png", "-o", "y.png", "--max-image-pixels", "-5"], ["export", "-o", "m.onnx", "--height", "0"],
+    ["train", "--lr", "0"], ["train", "--haze", "1"], ["train", "--time-budget", "0s"], ["train", "--steps", "nan"],
+    ["bench", "--iterations", "0"], ["triton", "--instances", "0"], ["calib", "--seed", "-1"],
+    ["deploy", "--max-loss-db", "inf"], ["build", "m.onnx", "--workspace-mib", "0"],
+])
+def test_a_numeric_option_no_command_can_use_is_refused_where_it_is_parsed(argv, capsys):
+    from derain.cli import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert exit.value.code == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"derain: error: argument {argv[-2]}") and argv[-1] in error
+
+
+def test_every_numeric_option_of_every_command_has_a_checked_type():
+    """No option is a bare int or float (argparse takes 0, -1, nan and inf for those): each goes
+    through the shared types of derain/cli.py, or has a fixed list of choices."""
+    from derain.cli import build_parser
+
+    def actions(parser):
+        for action in parser._actions:
+            yield parser.prog, action
+            for sub in getattr(action, "choices", None) or {}:
+                if isinstance(action.choices, dict):
+                    yield from actions(action.choices[sub])
+
+    bare = [f"{prog} {action.option_strings[0]}" for prog, action in actions(build_parser())
+            if action.type in (int, float) and action.choices is None]
+    assert bare == []
+
+
+def test_build_on_a_file_that_is_not_onnx_is_one_line(tmp_path):
+    model = tmp_path / "model.onnx"
+    model.write_text("not a model")
+    assert _one_error_line(run_derain("build", model)) == f"derain: error: {model}: not an ONNX model (DecodeError)"
+    assert not (tmp_path / "engines").exists() and sorted(tmp_path.iterdir()) == [model]

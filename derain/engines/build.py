@@ -47,19 +47,20 @@ class BuildOptions:
 def graph_precision(path: Path) -> tuple[dict, str]:
     """(input description, the precision the graph carries: "int8" with Q/DQ, "fp16" with FP16
     weights, else "fp32"), from derain's manifest where there is one."""
-    import onnx
+    from onnx import TensorProto
 
+    from ..export.graph import read_onnx
     from ..export.manifest import read_manifest
 
     manifest = read_manifest(path)
     if manifest is not None:  # written by derain export / quantize: what it knew, not re-derived
         return manifest.input, manifest.precision
-    model = onnx.load(str(path))
+    model = read_onnx(path)
     graph = model.graph
     description = input_description(model)
     if any(node.op_type == "QuantizeLinear" for node in graph.node):
         return description, "int8"
-    return description, "fp16" if any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer) else "fp32"
+    return description, "fp16" if any(i.data_type == TensorProto.FLOAT16 for i in graph.initializer) else "fp32"
 
 
 def check_precision(precision: str, carried: str, onnx_path: Path) -> None:

@@ -1,10 +1,27 @@
 """Reading an ONNX graph (onnx.ModelProto): who produces and who reads each tensor, the values of its
-constants, its opset. Shared by the precision policy, the FP16 conversion, the lint, the traffic
+constants, its opset; and reading the file itself. Shared by the precision policy, the FP16 conversion, the lint, the traffic
 count and the manifests."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+
+def read_onnx(path: str | Path):  # noqa: ANN201 - onnx.ModelProto, imported lazily
+    """The ONNX model at `path`, or one line naming the file when it is missing or not ONNX
+    (protobuf's DecodeError would otherwise reach the user as a traceback)."""
+    import onnx
+
+    from ..errors import DerainError
+
+    if not Path(path).is_file():
+        raise DerainError(f"{path}: no such ONNX file")
+    try:
+        return onnx.load(str(path))
+    except Exception as error:  # protobuf raises DecodeError and others
+        raise DerainError(f"{path}: not an ONNX model ({type(error).__name__})") from error
 
 
 def node_maps(model) -> tuple[dict, dict[str, list]]:  # noqa: ANN001

@@ -195,14 +195,3 @@ def lint_model(model, targets: tuple[str, ...] = TARGETS) -> list[Finding]:  # n
             add("warning", "fp16-clamped-constant", name, f"an FP16 constant of {FP16_MAX:g}: FP16's largest number, "
                 "most likely clamped from a larger FP32 value; keep its consumers FP32 (export/precision.py)")
     return findings
-
-
-def read_onnx(path: str | Path):  # noqa: ANN201 - onnx.ModelProto
-    import onnx
-
-    from ..errors import DerainError
-
-    try:
-        return onnx.load(str(path))
-    except Exception as error:  # protobuf raises DecodeError and others
-        raise DerainError(f"{path}: not an ONNX model ({type(error).__name__})") from error

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .graph import constant_names, node_maps
+from .graph import constant_names, node_maps, read_onnx
 
 FREE_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Constant", "Shape"})
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
@@ -60,14 +60,7 @@ class Traffic:
 def onnx_traffic(path) -> Traffic:  # noqa: ANN001 - str or Path
     """The activation traffic of one image through the ONNX file at `path`: a dynamic batch is
     fixed to 1 first (onnxsim then folds the shape arithmetic it leaves)."""
-    import onnx
-
-    from ..errors import DerainError
-
-    try:
-        model = onnx.load(str(path))
-    except Exception as error:  # protobuf's DecodeError and friends
-        raise DerainError(f"{path}: not an ONNX model ({type(error).__name__})") from error
+    model = read_onnx(path)
     if any(not d.HasField("dim_value") for v in model.graph.input for d in v.type.tensor_type.shape.dim):
         import onnxsim
 
@@ -75,6 +68,8 @@ def onnx_traffic(path) -> Traffic:  # noqa: ANN001 - str or Path
 
         single = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim] for v in model.graph.input}
         model, _ = onnxsim.simplify(model, overwrite_input_shapes=single, **SIMPLIFY_OPTIONS)
+    from ..errors import DerainError
+
     try:
         return activation_traffic(model)
     except ValueError as error:
