@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -22,16 +20,6 @@ from .model.config import CONFIGS
 _EXTRA_OF_MODULE = {"onnx": "onnx", "onnxsim": "onnx", "onnxruntime": "onnx", "polygraphy": "onnx",
                     "matplotlib": "plot", "skimage": "train", "torch": "torch", "cv2": "desktop",
                     "tensorrt": "tensorrt", "cuda": "tensorrt"}
-
-
-def _set_threads(threads: int) -> None:
-    """CPU threads for torch and ONNX Runtime: on a busy 2-core machine torch with 2 threads ran up
-    to 70x slower than with 1 (OpenMP spin-waits)."""
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # ONNX Runtime's CPU provider and torch read it
-    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -327,11 +315,9 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
 def _backend(args: argparse.Namespace):  # noqa: ANN202
     from .runtime.factory import open_backend
 
-    backend = open_backend(args.backend, engine=args.engine, onnx=args.onnx, checkpoint=args.checkpoint,
-                           device=args.device, memory=args.memory, cuda_graph=args.cuda_graph, url=args.url,
-                           model=args.model)
-    backend.max_pixels = args.max_pixels
-    return backend
+    return open_backend(args.backend, engine=args.engine, onnx=args.onnx, checkpoint=args.checkpoint,
+                        device=args.device, memory=args.memory, cuda_graph=args.cuda_graph, url=args.url,
+                        model=args.model, max_pixels=args.max_pixels)
 
 
 def _stream(args: argparse.Namespace) -> None:
@@ -358,6 +344,12 @@ def _triton(args: argparse.Namespace) -> None:
         device = read_manifest(args.engine).device
         print(f"the plan needs TensorRT {device.tensorrt} on {device.describe()}: a Triton release built on that "
               "TensorRT, on that GPU (the engine's manifest is network/1/model.json)")
+
+
+def _gstreamer(args: argparse.Namespace) -> None:
+    from .gstreamer import shell_lines
+
+    print(shell_lines())
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -630,6 +622,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_options(stream)
     stream.set_defaults(func=_stream)
 
+    gstreamer = sub.add_parser("gstreamer", help="the `derain` GStreamer element: what GStreamer needs to find it",
+                               formatter_class=defaults)
+    gstreamer.add_argument("--env", action="store_true", required=True,
+                           help='print the variables to set: eval "$(derain gstreamer --env)", then gst-inspect-1.0 derain')
+    gstreamer.set_defaults(func=_gstreamer)
+
     bench = sub.add_parser("bench", help="latency, FPS and peak memory of a backend at several sizes",
                           formatter_class=defaults)
     bench.add_argument("--sizes", default="640x360,1280x720", help="WxH list")
@@ -661,7 +659,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _terminate)
     try:
         if getattr(args, "threads", None) is not None:
-            _set_threads(args.threads)
+            from .runtime.factory import set_threads
+
+            set_threads(args.threads)
         args.func(args)
     except DerainError as error:
         _close_progress_bars()  # the error gets a line of its own, not the end of a bar's
