@@ -64,3 +64,17 @@ def test_nothing_that_ships_points_outside_the_clone():
         pytest.skip("not a git checkout")
     pointing = [name for name in tracked if (root / name).is_file() and b"../shared" in (root / name).read_bytes()]
     assert pointing == []
+
+
+def test_the_files_a_wheel_needs_beside_the_modules_are_package_data():
+    """The bundled checkpoint, the reference pairs and the GStreamer element (a .py the plugin
+    loader imports from a folder that is not a Python package) go into a wheel only as package data."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["derain"]
+    needed = [path.relative_to(root / "derain").as_posix() for path in (
+        root / "derain" / "checkpoints" / "realtime.pt", root / "derain" / "gstreamer" / "plugins" / "python" / "gstderain.py",
+        *sorted((root / "derain" / "calib" / "reference").glob("*/*/*.png")))]
+    assert [name for name in needed if not any(fnmatch.fnmatch(name, pattern) for pattern in patterns)] == []
