@@ -394,12 +394,11 @@ class _ShowDefaults(argparse.HelpFormatter):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with derain's one-line errors: the usage line, then `derain: error: ...`, exit 1
-    (argparse would print `derain train: error:` and exit 2). Subcommands inherit it."""
+    """argparse with derain's one-line errors: `derain: error: ...` and where the usage is, exit 1
+    (argparse would print the usage, then `derain train: error:`, and exit 2). Subcommands inherit it."""
 
     def error(self, message: str) -> typing.NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(1, f"derain: error: {message}\n")
+        self.exit(1, f"derain: error: {message} (usage: {self.prog} --help)\n")
 
 
 def _number(kind: type, low: float, low_open: bool = False, below: float | None = None) -> typing.Callable[[str], typing.Any]:

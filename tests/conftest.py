@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -6,6 +7,13 @@ import pytest
 import torch
 
 from derain.model import build_model, save_checkpoint
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gstreamer_registry(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A GStreamer registry of this test run's own (the RTSP and element tests, and what they start):
+    a plugin that failed to load is remembered in ~/.cache/gstreamer-1.0 and never tried again."""
+    os.environ["GST_REGISTRY"] = str(tmp_path_factory.mktemp("gstreamer") / "registry.bin")
 
 
 @pytest.fixture(scope="session")

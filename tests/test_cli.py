@@ -170,8 +170,8 @@ def test_version_and_bad_counts_are_answered_in_one_line(tmp_path):
     assert result.returncode == 0 and result.stdout.startswith("derain ")
     for args, message in ((["info", "--store", tmp_path / "missing"], "no such engine store"),
                           (["calib", "--source", tmp_path, "--num", "0", "--height", "8", "--width", "8", "-o",
-                            tmp_path / "c.npz"], "--num 0"),
-                          (["run", tmp_path, "-o", tmp_path / "o", "--threads", "0"], "--threads 0")):
+                            tmp_path / "c.npz"], "argument --num: must be an integer at least 1, got 0"),
+                          (["run", tmp_path, "-o", tmp_path / "o", "--threads", "0"], "argument --threads: must be an integer at least 1, got 0")):
         assert message in _one_error_line(run_derain(*args))
 
 
@@ -193,7 +193,7 @@ def test_sigterm_finalizes_a_stream_recording_like_ctrl_c(tmp_path, tiny_checkpo
     # Signal once the recording has begun (its temporary exists), not after a fixed time: on a loaded
     # machine the interpreter may take longer than any fixed wait to load torch.
     deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".out.*")) and process.poll() is None and time.monotonic() < deadline:
+    while not list((tmp_path / "out").glob(".in.*")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)  # a few frames into the recording
     process.send_signal(signal.SIGTERM)
@@ -314,7 +314,7 @@ def test_sigterm_stops_run_on_a_video_with_nothing_left(tmp_path, tiny_checkpoin
     # Signal once the recording has begun (its temporary exists), not after a fixed time: on a loaded
     # machine the interpreter may take longer than any fixed wait to load torch.
     deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".out.*")) and process.poll() is None and time.monotonic() < deadline:
+    while not list((tmp_path / "out").glob(".in.*")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)  # a few frames into the recording
     process.send_signal(signal.SIGTERM)
@@ -403,9 +403,9 @@ def test_a_png_named_jpg_is_read_by_its_content(tmp_path, tiny_checkpoint):
 @pytest.mark.parametrize("args,names", [
     (["train", "--no-such-option", "-o", "x"], "unrecognized arguments: --no-such-option"),
     (["export", "--height", "100000", "--width", "100000", "-o", "m.onnx"], "--height 100000: from 1 to 8192"),
-    (["export", "--height", "720", "--width", "0", "-o", "m.onnx"], "--width 0: from 1 to 8192"),
+    (["export", "--height", "720", "--width", "0", "-o", "m.onnx"], "argument --width: must be an integer at least 1, got 0"),
     (["bench", "--sizes", "0x0"], "--sizes 0x0: 0x0 has no pixels"),
-    (["run", "in.png", "-o", "out", "--max-image-pixels", "0"], "--max-image-pixels 0"),
+    (["run", "in.png", "-o", "out", "--max-image-pixels", "0"], "argument --max-image-pixels: must be an integer at least 1, got 0"),
 ])
 def test_bad_values_are_one_derain_error_line_and_exit_1(tmp_path, args, names):
     result = subprocess_in(tmp_path, args)

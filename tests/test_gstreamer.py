@@ -1,8 +1,7 @@
 """The `derain` GStreamer element with real GStreamer: found after `eval "$(derain gstreamer --env)"`,
 every frame of a pipeline equal to `derain run` on it (odd width: padded rows), formats, strides,
 timestamps, passthrough, EOS and the LATENCY query through appsrc/appsink in the system Python,
-errors as one line, and every gst-launch line of docs/gstreamer.md. Each test run has its own
-GST_REGISTRY. Skipped only where GStreamer's Python plugin loader is not installed (.ci/run
+errors as one line, and every gst-launch line of docs/gstreamer.md. Skipped only where GStreamer's Python plugin loader is not installed (.ci/run
 installs it)."""
 
 import json
@@ -38,9 +37,8 @@ pytestmark = pytest.mark.skipif(not _loader_ready(), reason="GStreamer's Python 
 
 
 @pytest.fixture(scope="module")
-def gst_env(tmp_path_factory):
-    registry = tmp_path_factory.mktemp("gst") / "registry.bin"
-    return {**os.environ, **environment(), "GST_REGISTRY": str(registry), "GST_DEBUG": "0"}
+def gst_env():
+    return {**os.environ, **environment(), "GST_DEBUG": "0"}  # GST_REGISTRY: the test run's own (conftest.py)
 
 
 @pytest.fixture(scope="module")
