@@ -37,8 +37,11 @@ pytestmark = pytest.mark.skipif(not _loader_ready(), reason="GStreamer's Python 
 
 
 @pytest.fixture(scope="module")
-def gst_env():
-    return {**os.environ, **environment(), "GST_DEBUG": "0"}  # GST_REGISTRY: the test run's own (conftest.py)
+def gst_env(tmp_path_factory):
+    """The element's environment, with a registry of its own: a GStreamer process started without
+    the element's PYTHONPATH (the RTSP camera's, say) would record the Python loader as failed."""
+    registry = tmp_path_factory.mktemp("gst") / "registry.bin"
+    return {**os.environ, **environment(), "GST_REGISTRY": str(registry), "GST_DEBUG": "0"}
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +232,8 @@ def test_every_documented_pipeline_runs_or_names_real_elements(gst_env, frames, 
     from test_rtsp import SERVER, _free_port  # the RTSP camera of the RTSP tests
 
     port = _free_port()
-    camera = subprocess.Popen([SYSTEM_PYTHON, "-c", SERVER, str(port), "play", ""], stdout=subprocess.PIPE, text=True)
+    camera = subprocess.Popen([SYSTEM_PYTHON, "-c", SERVER, str(port), "play", ""], stdout=subprocess.PIPE, text=True,
+                              env=gst_env)
     try:
         assert camera.stdout.readline().strip() == "ready"
         # The camera's 160x120 frames through the 161x96 model (tiles), 20 frames, then EOS.
