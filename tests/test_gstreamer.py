@@ -255,3 +255,23 @@ def test_every_documented_pipeline_runs_or_names_real_elements(gst_env, frames, 
     while video.read()[0]:
         count += 1
     assert count >= 15
+
+
+def test_a_frame_that_fails_stops_the_pipeline_with_an_error_not_a_traceback(gst_env, frames, tmp_path):
+    """A model that runs but gives the wrong shape: the failure while processing is an element ERROR."""
+    from onnx import TensorProto, helper, save
+
+    x = helper.make_tensor_value_info("rainy", TensorProto.FLOAT, [1, 3, HEIGHT, WIDTH])
+    y = helper.make_tensor_value_info("derained", TensorProto.FLOAT, [1, 3, HEIGHT - 1, WIDTH])
+    starts, ends, axes = (helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("s", 1), ("e", 1 << 30), ("a", 2)))
+    graph = helper.make_graph([helper.make_node("Slice", ["rainy", "s", "e", "a"], ["derained"])], "short", [x], [y],
+                              initializer=[starts, ends, axes])
+    model = tmp_path / "short.onnx"
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    result = gst_launch(f"multifilesrc location={frames}/%05d.png caps=image/png,framerate=10/1 stop-index=0 ! pngdec "
+                        f"! videoconvert ! derain onnx={model} ! fakesink", gst_env, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    error = re.search(r"ERROR: from element /GstPipeline:pipeline0/GstDerain:derain0: (derain: error: .+)", output)
+    assert error and "shape" in error.group(1), output  # raised by the frame, not by loading the model
+    assert "Traceback" not in output
