@@ -137,9 +137,7 @@ def _onnx_info(path: Path, as_json: bool) -> None:
     from .info import count_flops
     from .model import CONFIGS
 
-    if not path.is_file():
-        raise DerainError(f"{path}: no such ONNX file")
-    traffic = onnx_traffic(path)
+    traffic = onnx_traffic(path)  # a missing or non-ONNX file: one line (export/graph.py's read_onnx)
     manifest = read_manifest(path)
     row: dict = {"onnx": str(path), "precision": manifest.precision if manifest else "unknown",
                  "input": manifest.input["shape"] if manifest else None, "gflops": None, "traffic": traffic.to_dict()}

@@ -57,8 +57,7 @@ def _arguments() -> argparse.Namespace:
 def prepare_onnx(work: Path, width: int, height: int, made_elsewhere: Path | None) -> dict[str, Path]:
     """The FP32, FP16 (both normalizations) and INT8 ONNX of the bundled checkpoint at the engine
     size, exported here or taken from `made_elsewhere`; each linted, the verdict printed."""
-    import onnx
-
+    from derain.export.graph import read_onnx
     from derain.export.lint import lint_model, sequential_steps
 
     if made_elsewhere is not None:
@@ -69,7 +68,7 @@ def prepare_onnx(work: Path, width: int, height: int, made_elsewhere: Path | Non
     else:
         models = _export(work, width, height)
     for name, path in models.items():
-        graph = onnx.load(str(path))
+        graph = read_onnx(path)  # one line, not protobuf's traceback, for a file that is not ONNX
         shape = [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
         if shape[2:] != [height, width]:
             raise DerainError(f"{path}: made for {shape[3]}x{shape[2]}, not --size {width}x{height}")
@@ -186,8 +185,13 @@ def measure(engine: Path, cuda_graph: bool, frames: Path, width: int, height: in
 
 
 def main() -> int:
+    from derain.runtime.bench import parse_sizes
+
     args = _arguments()
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    try:
+        ((width, height),) = parse_sizes(args.size)
+    except (DerainError, ValueError):  # not WxH, no pixels, or more than one size
+        raise DerainError(f"--size {args.size}: expected one WIDTHxHEIGHT, e.g. 1280x720") from None
     work = args.work or Path(tempfile.mkdtemp(prefix="derain-smoke-"))
     work.mkdir(parents=True, exist_ok=True)
     models = prepare_onnx(work, width, height, args.onnx_dir)

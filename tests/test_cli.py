@@ -566,8 +566,11 @@ def test_every_numeric_option_of_every_command_has_a_checked_type():
     assert bare == []
 
 
-def test_build_on_a_file_that_is_not_onnx_is_one_line(tmp_path):
+@pytest.mark.parametrize("content,why", [("not a model", "DecodeError"),
+                                         ("x\n", "no graph in it")])  # protobuf reads this as an empty model
+@pytest.mark.parametrize("command", ["build", "info --onnx", "lint"])
+def test_a_file_that_is_not_onnx_is_one_line(tmp_path, content, why, command):
     model = tmp_path / "model.onnx"
-    model.write_text("not a model")
-    assert _one_error_line(run_derain("build", model)) == f"derain: error: {model}: not an ONNX model (DecodeError)"
-    assert not (tmp_path / "engines").exists() and sorted(tmp_path.iterdir()) == [model]
+    model.write_text(content)
+    assert _one_error_line(run_derain(*command.split(), model)) == f"derain: error: {model}: not an ONNX model ({why})"
+    assert sorted(tmp_path.iterdir()) == [model]

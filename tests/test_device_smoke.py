@@ -48,11 +48,19 @@ def assert_stops_at_tensorrt(result: subprocess.CompletedProcess) -> None:
         assert f"lint {precision}: 0 errors, 0 sequential loop steps on TensorRT 10.3" in lines
 
 
-def test_a_fresh_machine_prepares_everything_then_stops_at_tensorrt(tmp_path):
+@pytest.fixture(scope="module")
+def fresh_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """The script on a fresh machine: an empty data folder, no scikit-image. Its ONNX files (in the
+    returned work folder) are what the other tests take as made elsewhere."""
+    tmp_path = tmp_path_factory.mktemp("fresh")
     empty = tmp_path / "data"
     empty.mkdir()
     work = tmp_path / "work"
-    result = smoke("--data", str(empty), "--work", str(work), hidden=("skimage",), tmp_path=tmp_path)
+    return smoke("--data", str(empty), "--work", str(work), hidden=("skimage",), tmp_path=tmp_path), work
+
+
+def test_a_fresh_machine_prepares_everything_then_stops_at_tensorrt(fresh_run):
+    result, work = fresh_run
     assert_stops_at_tensorrt(result)
     assert all((work / f"realtime{suffix}.onnx").is_file() for suffix in ("", ".fp16", ".fp16-fp32-normalization", ".int8"))
     # The pairs it will evaluate on, named before TensorRT: the shipped train-split crops, every one.
@@ -63,14 +71,21 @@ def test_a_fresh_machine_prepares_everything_then_stops_at_tensorrt(tmp_path):
     assert len(list((work / "stream-frames").glob("*.jpg"))) == 60
 
 
-def test_onnx_made_elsewhere_needs_no_pytorch(tmp_path):
-    made = tmp_path / "made"
-    assert smoke("--work", str(made), tmp_path=tmp_path).returncode == 1
+def test_onnx_made_elsewhere_needs_no_pytorch(fresh_run, tmp_path):
+    _, made = fresh_run
     result = smoke("--onnx-dir", str(made), "--work", str(tmp_path / "jetson"), hidden=("torch", "onnxsim"),
                    tmp_path=tmp_path)
     assert_stops_at_tensorrt(result)
     wrong = smoke("--size", "128x96", "--onnx-dir", str(made), hidden=("torch",), tmp_path=tmp_path)
     assert wrong.stderr.strip() == f"derain: error: {made / 'realtime.onnx'}: made for 128x64, not --size 128x96"
+    empty = tmp_path / "empty-onnx"
+    empty.mkdir()
+    for name in ("realtime.onnx", "realtime.fp16.onnx", "realtime.fp16-fp32-normalization.onnx", "realtime.int8.onnx"):
+        (empty / name).write_bytes((made / name).read_bytes() if name != "realtime.fp16.onnx" else b"x\n")
+    broken = smoke("--onnx-dir", str(empty), hidden=("torch",), tmp_path=tmp_path)
+    assert broken.stderr.strip() == f"derain: error: {empty / 'realtime.fp16.onnx'}: not an ONNX model (no graph in it)"
+    assert smoke("--size", "1280x", tmp_path=tmp_path).stderr.strip() == (
+        "derain: error: --size 1280x: expected one WIDTHxHEIGHT, e.g. 1280x720")
 
 
 def test_a_missing_package_is_one_line(tmp_path):

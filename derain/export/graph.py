@@ -11,7 +11,8 @@ import numpy as np
 
 def read_onnx(path: str | Path):  # noqa: ANN201 - onnx.ModelProto, imported lazily
     """The ONNX model at `path`, or one line naming the file when it is missing or not ONNX
-    (protobuf's DecodeError would otherwise reach the user as a traceback)."""
+    (protobuf's DecodeError, or an empty model's IndexError, would otherwise reach the user as a
+    traceback)."""
     import onnx
 
     from ..errors import DerainError
@@ -19,9 +20,12 @@ def read_onnx(path: str | Path):  # noqa: ANN201 - onnx.ModelProto, imported laz
     if not Path(path).is_file():
         raise DerainError(f"{path}: no such ONNX file")
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as error:  # protobuf raises DecodeError and others
         raise DerainError(f"{path}: not an ONNX model ({type(error).__name__})") from error
+    if not model.graph.input or not model.graph.node:  # protobuf reads some stray bytes as an empty model
+        raise DerainError(f"{path}: not an ONNX model (no graph in it)")
+    return model
 
 
 def node_maps(model) -> tuple[dict, dict[str, list]]:  # noqa: ANN001

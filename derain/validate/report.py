@@ -88,12 +88,9 @@ def _runner(precision: str, path: Path):  # noqa: ANN202 - polygraphy is importe
 
 
 def input_shape(onnx_path: Path) -> list[int]:
-    import onnx
+    from ..export.graph import read_onnx
 
-    try:
-        graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    except Exception as error:  # protobuf's DecodeError and friends
-        raise DerainError(f"{onnx_path}: not an ONNX model ({type(error).__name__})") from error
+    graph = read_onnx(onnx_path).graph
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
     if len(dims) != 4 or min(dims) <= 0:
         raise DerainError(f"{onnx_path}: expected a static (N, 3, H, W) input, got {dims}")
