@@ -98,18 +98,27 @@ def test_rtsp_source_reconnects_with_backoff_after_the_server_drops(monkeypatch)
 def test_rtsp_sink_stream_is_h264_baseline_that_a_client_decodes(tmp_path):
     """The sink's own pipeline, fed by a test source instead of OpenCV's appsrc (PyPI's OpenCV has no
     GStreamer), publishes to the server; a client (OpenCV's FFmpeg) decodes what arrived."""
-    port = _free_port()
-    received = tmp_path / "received.mkv"
-    server = _server(port, "record", received)
-    try:
-        pipeline = rtsp_publish_pipeline(f"rtsp://127.0.0.1:{port}/test").replace(
-            "appsrc", "videotestsrc num-buffers=45 ! video/x-raw,format=BGR,width=160,height=120,framerate=15/1")
-        result = subprocess.run(["gst-launch-1.0", "-q", "-e", *pipeline.split()], capture_output=True, text=True,
-                                timeout=60, env={**os.environ, "GST_DEBUG": "0"})
+    # GStreamer 1.22's rtspclientsink now and then never finishes after the last frame was delivered
+    # (1 run in 5 to 1 in 2 on our CI machines: the server's file is complete, the client waits on),
+    # so a publish that hangs is tried again on a fresh server, up to five times; one must exit 0.
+    for attempt in range(5):
+        port = _free_port()
+        received = tmp_path / f"received-{attempt}.mkv"
+        server = _server(port, "record", received)
+        try:
+            pipeline = rtsp_publish_pipeline(f"rtsp://127.0.0.1:{port}/test").replace(
+                "appsrc", "videotestsrc num-buffers=45 ! video/x-raw,format=BGR,width=160,height=120,framerate=15/1")
+            result = subprocess.run(["gst-launch-1.0", "-q", "-e", *pipeline.split()], capture_output=True, text=True,
+                                    timeout=20, env={**os.environ, "GST_DEBUG": "0"})
+        except subprocess.TimeoutExpired:
+            continue
+        finally:
+            time.sleep(1)
+            _stop(server)
         assert result.returncode == 0, result.stderr
-        time.sleep(1)
-    finally:
-        _stop(server)
+        break
+    else:
+        pytest.fail("rtspclientsink hung after publishing, five times in a row")
     capture = cv2.VideoCapture(str(received))
     frames = 0
     while capture.read()[0]:
