@@ -173,7 +173,8 @@ def test_full_image_reductions_stay_fp32_small_ones_do_not():
 
 
 def _traffic_graph(quantized: bool):
-    """x (1, 4, 8, 8) -> Transpose, Reshape (free) -> Conv (weights not counted) -> Cast: counted by hand."""
+    """x (1, 4, 8, 8) -> Transpose, Reshape (free) -> Conv (weights not counted) -> Cast, and a Slice of
+    x's first row: counted by hand."""
     dtype = TensorProto.FLOAT16 if not quantized else TensorProto.FLOAT
     x = helper.make_tensor_value_info("x", dtype, [1, 4, 8, 8])
     weight = helper.make_tensor("w", dtype, [2, 4, 1, 1], [0.5] * 8)
@@ -181,9 +182,12 @@ def _traffic_graph(quantized: bool):
         nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
                  helper.make_node("Reshape", ["t", "shape"], ["r"]),
                  helper.make_node("Conv", ["x", "w"], ["c"]),
-                 helper.make_node("Cast", ["c"], ["y"], to=TensorProto.FLOAT)]
-        inits = [weight, helper.make_tensor("shape", TensorProto.INT64, [2], [64, 4])]
-        outputs = [helper.make_tensor_value_info("r", dtype, [64, 4]), helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])]
+                 helper.make_node("Cast", ["c"], ["y"], to=TensorProto.FLOAT),
+                 helper.make_node("Slice", ["x", "start", "end", "axis"], ["row"])]
+        inits = [weight, helper.make_tensor("shape", TensorProto.INT64, [2], [64, 4]),
+                 *(helper.make_tensor(name, TensorProto.INT64, [1], [value]) for name, value in (("start", 0), ("end", 1), ("axis", 2)))]
+        outputs = [helper.make_tensor_value_info("r", dtype, [64, 4]), helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8]),
+                   helper.make_tensor_value_info("row", dtype, [1, 4, 1, 8])]
     else:  # Q -> DQ -> Conv (INT8 weights through a DQ) -> Q -> DQ -> Relu
         scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.1])
         wq = helper.make_tensor("wq", TensorProto.INT8, [2, 4, 1, 1], [5] * 8)
@@ -204,12 +208,13 @@ def test_activation_traffic_counts_a_hand_built_graph():
     from derain.export.traffic import activation_traffic
 
     # 256 FP16 values are 512 bytes: Transpose reads and writes them; the Conv reads them and writes
-    # 128 FP16 (its weights are not activations); the Cast reads those 256 bytes and writes 512.
+    # 128 FP16 (its weights are not activations); the Cast reads those 256 bytes and writes 512; the
+    # Slice of one row of 8 reads and writes 32 values, 64 bytes each way, not the whole of x.
     traffic = activation_traffic(_traffic_graph(quantized=False))
-    assert traffic.by_op == {"Transpose": 1024, "Conv": 768, "Cast": 768} and traffic.total_bytes == 2560
-    assert not traffic.qdq_folded and traffic.nodes == {"Transpose": 1, "Conv": 1, "Cast": 1}
+    assert traffic.by_op == {"Transpose": 1024, "Conv": 768, "Cast": 768, "Slice": 128} and traffic.total_bytes == 2688
+    assert not traffic.qdq_folded and traffic.nodes == {"Transpose": 1, "Conv": 1, "Cast": 1, "Slice": 1}
     nx, nano = traffic.milliseconds().values()
-    assert nano > nx and abs(nx - 2560 / 102.4e9 * 1e3) < 1e-12
+    assert nano > nx and abs(nx - 2688 / 102.4e9 * 1e3) < 1e-12
     # Q/DQ folded as TensorRT fuses them: the Conv reads the INT8 input (256 bytes) and writes its INT8
     # output (128) since only a QuantizeLinear reads it; the Relu reads 128 INT8 bytes, writes 512 FP32.
     folded = activation_traffic(_traffic_graph(quantized=True))

@@ -215,8 +215,13 @@ def test_no_qdq_on_conv_outputs_and_a_residual_add_quantized_on_one_branch(tmp_p
                 if n.op_type == "Add" and "Conv" in {source(i) for i in n.input}
                 and "DequantizeLinear" in {source(i) for i in n.input}]
     assert residual == [["Conv", "DequantizeLinear"]] * len(residual) and residual
-    convs = [n for n in int8.graph.node if n.op_type == "Conv"]
-    assert all(source(i) != "DequantizeLinear" for i in convs[-1].input[:1])  # the head conv reads float
+    # the convs that write the image (the composed 5x5 of the image, the transposed conv from half
+    # resolution, the border strips' heads) read float
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in onnx.shape_inference.infer_shapes(int8).graph.value_info}
+    to_image = [n for n in int8.graph.node if n.op_type in ("Conv", "ConvTranspose") and shapes[n.output[0]][1] == 3]
+    assert {n.op_type for n in to_image} == {"Conv", "ConvTranspose"}
+    assert all(source(n.input[0]) != "DequantizeLinear" for n in to_image)
 
 
 def _dequantized(model, quantize) -> str:  # noqa: ANN001

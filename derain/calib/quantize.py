@@ -32,7 +32,7 @@ from ..atomic import atomic_path
 from ..errors import DerainError
 from ..export.names import INPUT_NAME
 from ..export.fp16 import fp16_model
-from ..export.graph import opset_version
+from ..export.graph import constant_values, opset_version
 from ..export.manifest import describe, read_manifest, write_manifest
 from ..export.precision import name_nodes
 from .ranges import PERCENTILE, Ranges, activation_ranges, default_ranges, quiet_quantizer, reference_frames
@@ -120,12 +120,12 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray | None, target: st
 
 
 def image_convs(model) -> set[str]:  # noqa: ANN001 - onnx.ModelProto
-    """The convolutions that read or write the 3 channels of an image (the embedding, the head and,
-    where the export folds a skip into the head, its second half): found by their weights' shape,
-    so that no rewrite of the graph's order or names can move the choice."""
-    weights = {init.name: init.dims for init in model.graph.initializer}
-    return {node.name for node in model.graph.node if node.op_type == "Conv" and node.input[1] in weights
-            and 3 in weights[node.input[1]][:2]}
+    """The convolutions that read or write the 3 channels of an image (the stem, and the composed
+    output convs: the 5x5 of the image and the transposed conv from half resolution): found by their
+    weights' shape, so that no rewrite of the graph's order or names can move the choice."""
+    weights = {name: value.shape for name, value in constant_values(model).items()}  # initializers and Constants
+    return {node.name for node in model.graph.node if node.op_type in ("Conv", "ConvTranspose")
+            and node.input[1] in weights and 3 in weights[node.input[1]][:2]}
 
 
 def ranges_for(source: str | Path, size: tuple[int, int], calibration: np.ndarray | None, reference: bool,

@@ -7,6 +7,7 @@ can check. At 720p a Jetson is bound by memory as much as by arithmetic (an Orin
 How it counts:
 - every op reads each activation input once and writes each output once, at the dtype the graph
   gives it (ONNX shape inference); weights (initializers, Constant outputs) are not counted;
+- a Slice reads only the part it copies (as many elements as it writes), not its whole input;
 - FREE_OPS only relabel memory (TensorRT and ONNX Runtime alias them): they move nothing;
 - Q/DQ graphs (INT8): QuantizeLinear and DequantizeLinear are folded into the ops around them, as
   TensorRT fuses them: an op reading DequantizeLinear(x) reads x at 1 byte per element, and an
@@ -120,6 +121,8 @@ def activation_traffic(model) -> Traffic:  # noqa: ANN001
         if missing:
             raise ValueError(f"{node.name or node.op_type}: shape inference left {missing[0]!r} without a static shape")
         moved = sum(read(n) for n in node.input) + sum(written(n) for n in node.output if n)
+        if node.op_type == "Slice":  # the data input is read only where the slice lies
+            moved -= read(node.input[0]) - read(node.input[0]) * sizes[node.output[0]] // sizes[node.input[0]]
         by_op[node.op_type] = by_op.get(node.op_type, 0) + moved
         nodes[node.op_type] = nodes.get(node.op_type, 0) + 1
     by_op = dict(sorted(by_op.items(), key=lambda kv: -kv[1]))

@@ -4,7 +4,7 @@ predicting a residual that is added to the input."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -78,33 +78,33 @@ class DerainNet(nn.Module):
         x = pad_to_multiple(image, self.config.size_multiple)
         masks = self.rain_mask.pyramid(x, self.config.levels)
 
-        features = self.embed(x)
-        skips = []
+        features = None if self.linear_ends else self.embed(x)
+        skips: list[torch.Tensor | None] = []
         for level, (stage, down) in enumerate(zip(self.encoder, self.down)):
+            if level == 0 and self.linear_ends:  # the full-resolution skip is folded into the output
+                skips.append(None)
+                features = self.downsample_image(x)
+                continue
             features = stage(features, masks[level])
             skips.append(features)
-            features = self.downsample_image(x) if level == 0 and self.linear_stem else down(features)
+            features = down(features)
         features = self.bottleneck(features, masks[-1])
         for level in reversed(range(self.config.levels)):
-            upsampled = self.upsample_fused(level, features)
+            if level == 0 and self.linear_ends:
+                return self.linear_output(x, features, height, width)
             skip_weight = self.fuse[level].weight[:, self.fuse[level].out_channels:]
-            if level == 0 and self.linear_head:  # no 16-channel full-resolution sum is ever written
-                head_skip = torch.einsum("ocij,cd->odij", self.head.weight, skip_weight[:, :, 0, 0])
-                return (x + self.head(upsampled) + F.conv2d(skips[0], head_skip, padding=1))[..., :height, :width]
+            upsampled = self.upsample_fused(level, features)
             features = self.decoder[level](upsampled + F.conv2d(skips[level], skip_weight), masks[level])
         features = self.refine(features, masks[0])
         return (x + self.head(features))[..., :height, :width]
 
     @property
-    def linear_head(self) -> bool:
-        """The last fuse, then the head with nothing between (realtime): the skip's half of fuse
-        folds into the head's 3x3 (a 1x1 without bias before it), and the head is applied to each half."""
-        return not self.decoder[0].blocks and not self.refine.blocks
-
-    @property
-    def linear_stem(self) -> bool:
-        """embed, then down[0] with nothing between (realtime): both linear, so they compose."""
-        return not self.encoder[0].blocks and self.down[0].body[0].kernel_size == (1, 1)
+    def linear_ends(self) -> bool:
+        """Nothing but linear layers at full resolution (realtime): no blocks in the first level of
+        the encoder, the decoder or the refinement, and 1x1 convs around the pixel (un)shuffles. The
+        stem and the output then compose from the layers' weights (downsample_image, linear_output)."""
+        return (not self.encoder[0].blocks and not self.decoder[0].blocks and not self.refine.blocks
+                and self.config.resample_kernel == 1)
 
     def downsample_image(self, image: torch.Tensor) -> torch.Tensor:
         """down[0](embed(image)) straight from the image: the 1x1 conv of down[0] folded into embed's
@@ -118,11 +118,37 @@ class DerainNet(nn.Module):
         kernel = kernel.reshape(4 * self.down[0].body[0].out_channels, self.embed.in_channels, 4, 4)  # static for export
         return F.conv2d(image, kernel, (down @ self.embed.bias).repeat_interleave(4), stride=2, padding=1)
 
-    def upsample_fused(self, level: int, features: torch.Tensor) -> torch.Tensor:
-        """The upsampled half of fuse(cat[up(features), skip]), with fuse's weights for that half and its
-        bias folded into the up conv (both are linear, and PixelShuffle only moves channels), so that
-        fuse becomes a sum: no full-size concatenation is written, and each half keeps its own INT8
-        range. Same weights, same result up to rounding."""
+    def linear_output(self, x: torch.Tensor, features: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """x + head(fuse(cat[up[0](features), embed(x)])), cropped (linear_ends), with no full-resolution
+        tensor wider than the image's 3 channels: embed, the skip's half of fuse and the head compose
+        into one 5x5 conv of the image (x itself folded into its centre tap), and up[0], the other half
+        of fuse and the head into one stride-2 transposed conv of kernel 4. Each 16-channel full-size
+        map they replace was written once and read once (0.12 GB of a 720p FP16 frame).
+
+        The compositions equal the layers everywhere but on the canvas's outermost lines, where the
+        head's zero padding would have cut off the embedding's (or the upsampling's bias) beyond the
+        border: there the layers run one after the other on strips four pixels wide, and their lines
+        take those places. Same weights, same result up to rounding."""
+        up_weight, up_bias = self.upsample_weights(0)
+        skip_weight = self.fuse[0].weight[:, self.fuse[0].out_channels:, 0, 0]
+        head_skip = torch.einsum("ocij,cd->odij", self.head.weight, skip_weight)  # (3, C, 3, 3)
+        # Kernel of a conv of a conv: the outer kernel slid over the inner one (full convolution).
+        image_kernel = F.conv_transpose2d(self.embed.weight.transpose(0, 1), head_skip.transpose(0, 1)).transpose(0, 1)
+        image_kernel = image_kernel + F.pad(torch.eye(3, dtype=x.dtype, device=x.device)[:, :, None, None], (2, 2, 2, 2))
+        up_kernel = F.conv_transpose2d(up_weight, self.head.weight.flip(-1, -2).transpose(0, 1))  # (2C, 3, 4, 4)
+        bias = self.head.bias + self.head.weight.sum((2, 3)) @ up_bias + head_skip.sum((2, 3)) @ self.embed.bias
+        canvas = F.conv2d(x, image_kernel, bias, padding=2) + F.conv_transpose2d(features, up_kernel, stride=2, padding=1)
+
+        def layered(rows: slice, cols: slice) -> torch.Tensor:
+            """The layers one after the other on a strip of the canvas (even bounds: whole feature pixels)."""
+            strip = x[..., rows, cols]
+            upsampled = F.conv_transpose2d(features[..., _halve(rows), _halve(cols)], up_weight, up_bias, stride=2)
+            return strip + self.head(upsampled) + F.conv2d(self.embed(strip), head_skip, padding=1)
+
+        return _border_lines(canvas, layered, height, width)
+
+    def upsample_weights(self, level: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The transposed conv that upsample_fused runs: its weight and bias."""
         conv, fuse = self.up[level].body[0], self.fuse[level]
         channels, k = fuse.out_channels, conv.kernel_size[0]
         # PixelShuffle(2) makes channel c at sub-pixel (i, j) from input channel 4c + 2i + j.
@@ -131,8 +157,16 @@ class DerainNet(nn.Module):
         # A k x k conv followed by PixelShuffle(2) is one transposed conv of kernel 2k, stride 2:
         # output row 2y' + 2(k-1-dy) + i - (k-1) takes input row y' through tap dy of sub-pixel i.
         # Same multiply-adds, and no depth-to-space copy of the full-size result.
-        weight = weight.flip(-1, -2).permute(3, 0, 4, 1, 5, 2).reshape(weight.shape[3], channels, 2 * k, 2 * k)
-        return F.conv_transpose2d(features, weight, fuse.bias, stride=2, padding=k - 1)
+        return weight.flip(-1, -2).permute(3, 0, 4, 1, 5, 2).reshape(weight.shape[3], channels, 2 * k, 2 * k), fuse.bias
+
+    def upsample_fused(self, level: int, features: torch.Tensor) -> torch.Tensor:
+        """The upsampled half of fuse(cat[up(features), skip]), with fuse's weights for that half and its
+        bias folded into the up conv (both are linear, and PixelShuffle only moves channels), so that
+        fuse becomes a sum: no full-size concatenation is written, and each half keeps its own INT8
+        range. Same weights, same result up to rounding."""
+        weight, bias = self.upsample_weights(level)
+        k = self.up[level].body[0].kernel_size[0]
+        return F.conv_transpose2d(features, weight, bias, stride=2, padding=k - 1)
 
     def set_sort_method(self, method: SortMethod) -> None:
         """Choose the NAB rearrangement: "argsort" (reference) or "counting" (export-friendly)."""
@@ -159,6 +193,28 @@ class DerainNet(nn.Module):
             for module, method in zip(self.nonlocal_attentions(), methods):
                 module.sort_method = method
             self.train(was_training)
+
+
+def _halve(canvas: slice) -> slice:
+    """The half-resolution slice under an even-bounded canvas slice."""
+    return slice(*(None if bound is None else bound // 2 for bound in (canvas.start, canvas.stop)))
+
+
+def _border_lines(canvas: torch.Tensor, layered: Callable[[slice, slice], torch.Tensor], height: int,
+                  width: int) -> torch.Tensor:
+    """canvas[..., :height, :width] with its lines on the canvas's border (the first row and column;
+    the last ones too where the image fills the canvas) taken from `layered` strips 4 pixels wide."""
+    height, width = int(height), int(width)  # plain ints: sizes are static in an export
+    everything, first, last = slice(None), slice(0, 4), slice(-4, None)
+    last_row, last_col = int(height == canvas.shape[-2] and height > 1), int(width == canvas.shape[-1] and width > 1)
+    rows = slice(1, height - last_row)
+    top = layered(first, everything)[..., :1, :width]
+    bottom = layered(last, everything)[..., -1:, :width] if last_row else None
+    left = layered(everything, first)[..., rows, :1]
+    right = layered(everything, last)[..., rows, -1:] if last_col else None
+    middle = canvas[..., rows, 1:width - last_col]
+    body = torch.cat([part for part in (left, middle, right) if part is not None], dim=-1)
+    return torch.cat([part for part in (top, body, bottom) if part is not None], dim=-2)
 
 
 def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
