@@ -242,7 +242,9 @@ def test_fp16_keeps_the_mask_statistics_and_their_constants_fp32(tmp_path):
     past FP16's 65504: the statistics stay FP32, constants included, and nothing in the FP16 graph is
     clamped (the lint checks for it)."""
     torch.manual_seed(0)
-    path = export_onnx(build_model("tiny").eval(), tmp_path / "tiny256.onnx", 256, 256)
+    model = build_model("tiny").eval()
+    model.rain_mask.threshold_std.fill_(1.0)  # with 0 (the default) the variance is not computed at all
+    path = export_onnx(model, tmp_path / "tiny256.onnx", 256, 256)
     fp16 = onnx.load(str(convert_to_fp16(path, tmp_path / "tiny256.fp16.onnx")))
     assert not [f for f in lint_model(fp16) if f.rule == "fp16-clamped-constant"]
     reference = onnx.load(str(path))
@@ -252,6 +254,10 @@ def test_fp16_keeps_the_mask_statistics_and_their_constants_fp32(tmp_path):
     statistics = {n.name for n in reference.graph.node if n.name.startswith("/rain_mask/")
                   and n.op_type in ("Mul", "Div") and sizes[n.output[0]] == 4}
     assert len(statistics) >= 2 and statistics <= fp32_nodes(reference)
+    # Min and Max are exact in FP16: the mask's Min runs there, with no Cast around it
+    producer = {output: node for node in fp16.graph.node for output in node.output}
+    minimum = next(node for node in fp16.graph.node if node.op_type == "Min")
+    assert all(producer[name].op_type != "Cast" for name in minimum.input)
 
 
 def test_lint_flags_an_fp16_constant_clamped_to_65504():

@@ -54,3 +54,15 @@ def test_mask_threshold_is_fixed_and_the_mab_strength_learns_instead():
     assert not [name for name, _ in model.named_parameters() if name.startswith("rain_mask.")]
     assert any(name.endswith("log_mask_strength") for name, _ in model.named_parameters())
     assert float(model.rain_mask.threshold_floor) == pytest.approx(model.config.mask_threshold_floor)  # a buffer
+
+
+def test_the_threshold_uses_the_variance_only_where_its_weight_is_not_zero():
+    """With threshold_std 0 (the bundled checkpoint) the mask's graph computes no full-image variance,
+    and the mask is the one of mean + 0 * std + floor."""
+    image, _ = _streaky_scene()
+    mask = RainMask(threshold_std=0.0)
+    with torch.no_grad():
+        assert not torch.equal(mask(image), RainMask(threshold_std=0.5)(image))
+        assert torch.equal(mask(image), RainMask(threshold_std=1e-30)(image))  # the variance's term, vanishingly weighted
+    graph = torch.jit.trace(mask, image).graph
+    assert "aten::std" not in str(graph) and "aten::std" in str(torch.jit.trace(RainMask(threshold_std=0.5), image).graph)
