@@ -26,14 +26,15 @@ class GatedConvFeedForward(nn.Module):
         self.depthwise = nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1, groups=2 * hidden)
         self.reduce = nn.Linear(hidden, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C)
+    def forward(self, x: torch.Tensor, channels_first: bool = False) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C), or (B, C, H, W) with `channels_first`."""
         x = x.permute(0, 3, 1, 2)
         hidden = self.reduce.in_features
         gate, value = (F.conv2d(F.conv2d(x, self.expand.weight[half, :, None, None], self.expand.bias[half]),
                                 self.depthwise.weight[half], self.depthwise.bias[half], padding=1, groups=hidden)
                        for half in (slice(0, hidden), slice(hidden, None)))
         y = F.conv2d(F.gelu(gate) * value, self.reduce.weight[:, :, None, None], self.reduce.bias)
-        return y.permute(0, 2, 3, 1)
+        return y if channels_first else y.permute(0, 2, 3, 1)
 
 
 def make_attention(kind: BlockKind, dim: int, heads: int, window: int, clusters: int, shift: bool,
@@ -71,8 +72,13 @@ class TransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.ffn = GatedConvFeedForward(dim, ffn_expansion)
 
-    def forward(self, x: torch.Tensor, rain_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rain_mask: torch.Tensor | None, channels_first: bool = False) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C), or (B, C, H, W) with `channels_first`: then the last sum is
+        taken in the FFN's own layout, so x is transposed instead of the FFN's result and the sum
+        (one transpose where there were two)."""
         x = x + self.attn(self.norm1(x), rain_mask)
+        if channels_first:
+            return x.permute(0, 3, 1, 2) + self.ffn(self.norm2(x), channels_first=True)
         return x + self.ffn(self.norm2(x))
 
 
@@ -93,13 +99,22 @@ class Stage(nn.Module):
                 for i in range(depth)
             )
 
-    def forward(self, x: torch.Tensor, rain_mask: torch.Tensor) -> torch.Tensor:
-        """x (B, C, H, W), rain_mask (B, 1, H, W)."""
+    @property
+    def takes_channels_last(self) -> bool:
+        """Whether the stage computes channels-last (transformer blocks): the network then hands it
+        (B, H, W, C) where it can do so without a transpose of its own."""
+        return self.kind != "conv"
+
+    def forward(self, x: torch.Tensor, rain_mask: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+        """x (B, C, H, W), or (B, H, W, C) with `channels_last`; rain_mask (B, 1, H, W) -> (B, C, H, W)."""
         if self.kind == "conv":
             for block in self.blocks:
                 x = block(x)
             return x
-        x, mask = x.permute(0, 2, 3, 1), rain_mask.permute(0, 2, 3, 1)
-        for block in self.blocks:
+        x = x if channels_last else x.permute(0, 2, 3, 1)
+        if not self.blocks:
+            return x.permute(0, 3, 1, 2)
+        mask = rain_mask.permute(0, 2, 3, 1)
+        for block in self.blocks[:-1]:
             x = block(x, mask)
-        return x.permute(0, 3, 1, 2)
+        return self.blocks[-1](x, mask, channels_first=True)

@@ -26,8 +26,19 @@ class Downsample(nn.Module):
         self.body = nn.Sequential(nn.Conv2d(dim, dim // 2, kernel, padding=kernel // 2, bias=False),
                                   nn.PixelUnshuffle(2))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+    def forward(self, x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+        """(B, C, H, W) -> (B, 2C, H/2, W/2), or (B, H/2, W/2, 2C) with `channels_last`: the layout a
+        transformer stage takes, written by the unshuffle's own transpose instead of one more."""
+        return unshuffle(self.body[0](x), channels_last)
+
+
+def unshuffle(y: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """PixelUnshuffle(2), into (B, H/2, W/2, 4C) with `channels_last` by the same one transpose."""
+    if not channels_last:
+        return F.pixel_unshuffle(y, 2)
+    b, c, h, w = y.shape
+    # PixelUnshuffle's channel 4c + 2i + j is input channel c at sub-pixel (i, j)
+    return y.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, h // 2, w // 2, 4 * c)
 
 
 class Upsample(nn.Module):
@@ -78,45 +89,63 @@ class DerainNet(nn.Module):
         x = pad_to_multiple(image, self.config.size_multiple)
         masks = self.rain_mask.pyramid(x, self.config.levels)
 
-        features = None if self.linear_ends else self.embed(x)
-        skips: list[torch.Tensor | None] = []
-        for level, (stage, down) in enumerate(zip(self.encoder, self.down)):
-            if level == 0 and self.linear_ends:  # the full-resolution skip is folded into the output
-                skips.append(None)
-                features = self.downsample_image(x)
-                continue
-            features = stage(features, masks[level])
-            skips.append(features)
-            features = down(features)
-        features = self.bottleneck(features, masks[-1])
+        skips: list[torch.Tensor | None] = []  # each level's skip, through its half of fuse
+        first, channels_last = 0, False  # channels_last: the layout `features` has
+        if self.linear_ends:  # levels 0 and 1 are linear maps of the image, composed
+            first, channels_last = 2, self.stage_after(1).takes_channels_last
+            skips, features = self.linear_encoder(x, channels_last)
+        else:
+            features = self.embed(x)
+        for level in range(first, self.config.levels):
+            features = self.encoder[level](features, masks[level], channels_last)
+            skips.append(F.conv2d(features, self.skip_weight(level)))
+            channels_last = self.stage_after(level).takes_channels_last
+            features = self.down[level](features, channels_last)
+        features = self.bottleneck(features, masks[-1], channels_last)
         for level in reversed(range(self.config.levels)):
             if level == 0 and self.linear_ends:
                 return self.linear_output(x, features, height, width)
-            skip_weight = self.fuse[level].weight[:, self.fuse[level].out_channels:]
-            upsampled = self.upsample_fused(level, features)
-            features = self.decoder[level](upsampled + F.conv2d(skips[level], skip_weight), masks[level])
+            features = self.decoder[level](self.upsample_fused(level, features) + skips[level], masks[level])
         features = self.refine(features, masks[0])
         return (x + self.head(features))[..., :height, :width]
 
+    def stage_after(self, level: int) -> Stage:
+        """The encoder stage that level `level`'s Downsample feeds (the bottleneck after the last)."""
+        return self.encoder[level + 1] if level + 1 < self.config.levels else self.bottleneck
+
+    def skip_weight(self, level: int) -> torch.Tensor:
+        """The 1x1 weights of fuse[level] for the skip's half of its input."""
+        return self.fuse[level].weight[:, self.fuse[level].out_channels:]
+
     @property
     def linear_ends(self) -> bool:
-        """Nothing but linear layers at full resolution (realtime): no blocks in the first level of
-        the encoder, the decoder or the refinement, and 1x1 convs around the pixel (un)shuffles. The
-        stem and the output then compose from the layers' weights (downsample_image, linear_output)."""
-        return (not self.encoder[0].blocks and not self.decoder[0].blocks and not self.refine.blocks
-                and self.config.resample_kernel == 1)
+        """Nothing but linear layers at full and half resolution in the encoder and at full resolution
+        in the decoder (realtime): no blocks in the first two encoder levels, the first decoder level or
+        the refinement, and 1x1 convs around the pixel (un)shuffles. What the encoder passes on from its
+        first two levels, and the output, then compose from the layers' weights (linear_encoder,
+        linear_output)."""
+        return (self.config.levels >= 2 and not self.encoder[0].blocks and not self.encoder[1].blocks
+                and not self.decoder[0].blocks and not self.refine.blocks and self.config.resample_kernel == 1)
 
-    def downsample_image(self, image: torch.Tensor) -> torch.Tensor:
-        """down[0](embed(image)) straight from the image: the 1x1 conv of down[0] folded into embed's
-        3x3, and PixelUnshuffle(2) after it written as one stride-2 conv of kernel 4 (sub-pixel (i, j)
-        takes the 3x3 taps shifted by (i, j)). It reads 3 channels instead of the 16 of the
-        full-resolution embedding, and writes no unshuffled copy. Same weights, same result up to
-        rounding."""
+    def linear_encoder(self, image: torch.Tensor, channels_last: bool) -> tuple[list[torch.Tensor | None], torch.Tensor]:
+        """The skips of levels 0 and 1 (level 0's is folded into linear_output: None) and the input of
+        level 2 (channels-last if `channels_last`), straight from the image (linear_ends). Each is a 1x1
+        conv of the stem, down[0](embed(image)), so each is one stride-2 conv of the image: no
+        full-resolution embedding and no half-resolution stem map is written. Same weights, same
+        result up to rounding."""
+        down = self.down[1].body[0].weight[:, :, 0, 0]
+        return [None, self.stem(image, self.skip_weight(1)[:, :, 0, 0])], unshuffle(self.stem(image, down), channels_last)
+
+    def stem(self, image: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
+        """projection @ down[0](embed(image)) (a 1x1 conv's (O, 2C) weights) as one conv of the image:
+        down[0]'s 1x1 conv and `projection` folded into embed's 3x3, and PixelUnshuffle(2) between them
+        written as a stride-2 conv of kernel 4 (sub-pixel (i, j) takes the 3x3 taps shifted by (i, j))."""
         down = self.down[0].body[0].weight[:, :, 0, 0]  # (C/2, C)
         weight = torch.einsum("oc,cikl->oikl", down, self.embed.weight)  # (C/2, 3, 3, 3)
         kernel = torch.stack([F.pad(weight, (j, 1 - j, i, 1 - i)) for i in (0, 1) for j in (0, 1)], dim=1)
         kernel = kernel.reshape(4 * self.down[0].body[0].out_channels, self.embed.in_channels, 4, 4)  # static for export
-        return F.conv2d(image, kernel, (down @ self.embed.bias).repeat_interleave(4), stride=2, padding=1)
+        bias = (down @ self.embed.bias).repeat_interleave(4)
+        return F.conv2d(image, torch.einsum("oc,cikl->oikl", projection, kernel), projection @ bias, stride=2, padding=1)
 
     def linear_output(self, x: torch.Tensor, features: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """x + head(fuse(cat[up[0](features), embed(x)])), cropped (linear_ends), with no full-resolution
@@ -130,7 +159,7 @@ class DerainNet(nn.Module):
         border: there the layers run one after the other on strips four pixels wide, and their lines
         take those places. Same weights, same result up to rounding."""
         up_weight, up_bias = self.upsample_weights(0)
-        skip_weight = self.fuse[0].weight[:, self.fuse[0].out_channels:, 0, 0]
+        skip_weight = self.skip_weight(0)[:, :, 0, 0]
         head_skip = torch.einsum("ocij,cd->odij", self.head.weight, skip_weight)  # (3, C, 3, 3)
         # Kernel of a conv of a conv: the outer kernel slid over the inner one (full convolution).
         image_kernel = F.conv_transpose2d(self.embed.weight.transpose(0, 1), head_skip.transpose(0, 1)).transpose(0, 1)
