@@ -129,23 +129,34 @@ class DerainNet(nn.Module):
 
     def linear_encoder(self, image: torch.Tensor, channels_last: bool) -> tuple[list[torch.Tensor | None], torch.Tensor]:
         """The skips of levels 0 and 1 (level 0's is folded into linear_output: None) and the input of
-        level 2 (channels-last if `channels_last`), straight from the image (linear_ends). Each is a 1x1
-        conv of the stem, down[0](embed(image)), so each is one stride-2 conv of the image: no
-        full-resolution embedding and no half-resolution stem map is written. Same weights, same
-        result up to rounding."""
-        down = self.down[1].body[0].weight[:, :, 0, 0]
-        return [None, self.stem(image, self.skip_weight(1)[:, :, 0, 0])], unshuffle(self.stem(image, down), channels_last)
+        level 2 (channels-last if `channels_last`), straight from the image (linear_ends). Both are
+        1x1 convs of the stem, down[0](embed(image)), so each is one conv of the image: the skip a
+        stride-2 conv of kernel 4, and level 2's input, whose down[1] unshuffles once more, a
+        stride-4 conv of kernel 6 that writes it at quarter resolution. No full-resolution embedding,
+        no half-resolution stem map and no unshuffled copy is written (the conv's output transposes
+        to channels-last in 64-channel runs, where the unshuffle's own transpose moved 2 values at a
+        time). Same weights, same result up to rounding."""
+        skip_kernel, skip_bias = self.stem_kernel(self.skip_weight(1)[:, :, 0, 0])
+        kernel, bias = self.stem_kernel(self.down[1].body[0].weight[:, :, 0, 0])
+        # down[1]'s PixelUnshuffle(2): its sub-pixel (i, j) is the stride-2 kernel shifted by (2i, 2j)
+        # in one of size 6 of stride 4, as output channel 4c + 2i + j
+        wide = torch.stack([F.pad(kernel, (2 * j, 2 - 2 * j, 2 * i, 2 - 2 * i)) for i in (0, 1) for j in (0, 1)], dim=1)
+        wide = wide.reshape(4 * int(kernel.shape[0]), int(kernel.shape[1]), 6, 6)  # static for export
+        level2 = F.conv2d(image, wide, bias.repeat_interleave(4), stride=4, padding=1)
+        skip = F.conv2d(image, skip_kernel, skip_bias, stride=2, padding=1)
+        return [None, skip], level2.permute(0, 2, 3, 1) if channels_last else level2
 
-    def stem(self, image: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
-        """projection @ down[0](embed(image)) (a 1x1 conv's (O, 2C) weights) as one conv of the image:
-        down[0]'s 1x1 conv and `projection` folded into embed's 3x3, and PixelUnshuffle(2) between them
-        written as a stride-2 conv of kernel 4 (sub-pixel (i, j) takes the 3x3 taps shifted by (i, j))."""
+    def stem_kernel(self, projection: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias of projection @ down[0](embed(image)) (`projection` a 1x1 conv's (O, 2C)
+        weights) as one stride-2 conv of the image with kernel 4 and padding 1: down[0]'s 1x1 conv and
+        `projection` folded into embed's 3x3, and PixelUnshuffle(2) between them written as the stride
+        (sub-pixel (i, j) takes the 3x3 taps shifted by (i, j))."""
         down = self.down[0].body[0].weight[:, :, 0, 0]  # (C/2, C)
         weight = torch.einsum("oc,cikl->oikl", down, self.embed.weight)  # (C/2, 3, 3, 3)
         kernel = torch.stack([F.pad(weight, (j, 1 - j, i, 1 - i)) for i in (0, 1) for j in (0, 1)], dim=1)
         kernel = kernel.reshape(4 * self.down[0].body[0].out_channels, self.embed.in_channels, 4, 4)  # static for export
         bias = (down @ self.embed.bias).repeat_interleave(4)
-        return F.conv2d(image, torch.einsum("oc,cikl->oikl", projection, kernel), projection @ bias, stride=2, padding=1)
+        return torch.einsum("oc,cikl->oikl", projection, kernel), projection @ bias
 
     def linear_output(self, x: torch.Tensor, features: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """x + head(fuse(cat[up[0](features), embed(x)])), cropped (linear_ends), with no full-resolution
