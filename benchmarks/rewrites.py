@@ -41,6 +41,10 @@ STEPS = (  # (label, commit): each commit adds one rewrite to the one before
     ("NAB sort on (L, K), not (L, C)", "277d9dd"),
     ("decoder: ConvTranspose + skip conv, no concat", "f6b391c"),
     ("stem: one stride-2 conv of the image", "5060c13"),
+    ("output: one 5x5 conv of the image, one transposed conv of kernel 4", "e64ed0c"),
+    ("rain mask: no unweighted variance, Min in FP16", "b4f34c0"),
+    ("stages: channels-last in, NCHW out; level 1 from the image", "17dd2d8"),
+    ("level 2's input: one stride-4 conv of the image", "6bba4fb"),
 )
 SPLITS = ("Rain100H", "GT-RAIN")
 # Run inside the step's own tree: export at each size, FP16 beside it, and the step's FLOP count.
