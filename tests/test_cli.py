@@ -568,9 +568,10 @@ def test_every_numeric_option_of_every_command_has_a_checked_type():
 
 @pytest.mark.parametrize("content,why", [("not a model", "DecodeError"),
                                          ("x\n", "no graph in it")])  # protobuf reads this as an empty model
-@pytest.mark.parametrize("command", ["build", "info --onnx", "lint"])
+@pytest.mark.parametrize("command", ["build", "info --onnx", "lint", "quantize"])
 def test_a_file_that_is_not_onnx_is_one_line(tmp_path, content, why, command):
     model = tmp_path / "model.onnx"
     model.write_text(content)
-    assert _one_error_line(run_derain(*command.split(), model)) == f"derain: error: {model}: not an ONNX model ({why})"
+    output = ["-o", tmp_path / "q.onnx"] if command == "quantize" else []  # its output is required
+    assert _one_error_line(run_derain(*command.split(), *output, model)) == f"derain: error: {model}: not an ONNX model ({why})"
     assert sorted(tmp_path.iterdir()) == [model]

@@ -32,7 +32,7 @@ from ..atomic import atomic_path
 from ..errors import DerainError
 from ..export.names import INPUT_NAME
 from ..export.fp16 import fp16_model
-from ..export.graph import constant_values, opset_version
+from ..export.graph import constant_values, opset_version, read_onnx
 from ..export.manifest import describe, read_manifest, write_manifest
 from ..export.precision import name_nodes
 from .ranges import PERCENTILE, Ranges, activation_ranges, default_ranges, quiet_quantizer, reference_frames
@@ -55,10 +55,7 @@ def quantize_onnx(source: str | Path, calibration: np.ndarray | None, target: st
 
     if calibration is None and not reference:
         raise DerainError("--calib-only needs --calib (the frames to take the ranges from)")
-    try:
-        model = onnx.load(str(source))  # quantize_static moves its weights elsewhere: one load per call
-    except Exception as error:  # protobuf's DecodeError and friends
-        raise DerainError(f"{source}: not an ONNX model ({type(error).__name__})") from error
+    model = read_onnx(source)  # quantize_static moves its weights elsewhere: one load per call
     name_nodes(model)  # exclusion works by node name
     try:
         origin = read_manifest(source) or describe(model, "fp32", "unknown", None)
