@@ -136,27 +136,23 @@ class DerainNet(nn.Module):
         no half-resolution stem map and no unshuffled copy is written (the conv's output transposes
         to channels-last in 64-channel runs, where the unshuffle's own transpose moved 2 values at a
         time). Same weights, same result up to rounding."""
-        skip_kernel, skip_bias = self.stem_kernel(self.skip_weight(1)[:, :, 0, 0])
-        kernel, bias = self.stem_kernel(self.down[1].body[0].weight[:, :, 0, 0])
-        # down[1]'s PixelUnshuffle(2): its sub-pixel (i, j) is the stride-2 kernel shifted by (2i, 2j)
-        # in one of size 6 of stride 4, as output channel 4c + 2i + j
-        wide = torch.stack([F.pad(kernel, (2 * j, 2 - 2 * j, 2 * i, 2 - 2 * i)) for i in (0, 1) for j in (0, 1)], dim=1)
-        wide = wide.reshape(4 * int(kernel.shape[0]), int(kernel.shape[1]), 6, 6)  # static for export
-        level2 = F.conv2d(image, wide, bias.repeat_interleave(4), stride=4, padding=1)
+        stem, stem_bias = self.stem_kernel()
+        skip_weight, down_weight = self.skip_weight(1)[:, :, 0, 0], self.down[1].body[0].weight[:, :, 0, 0]
+        skip_kernel, kernel = (torch.einsum("oc,cikl->oikl", w, stem) for w in (skip_weight, down_weight))
+        skip_bias, bias = skip_weight @ stem_bias, down_weight @ stem_bias
+        # down[1]'s PixelUnshuffle(2) over the stride-2 conv: a stride-4 conv of kernel 6
+        level2 = F.conv2d(image, _unshuffled(kernel, 2), bias.repeat_interleave(4), stride=4, padding=1)
         skip = F.conv2d(image, skip_kernel, skip_bias, stride=2, padding=1)
         return [None, skip], level2.permute(0, 2, 3, 1) if channels_last else level2
 
-    def stem_kernel(self, projection: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weight and bias of projection @ down[0](embed(image)) (`projection` a 1x1 conv's (O, 2C)
-        weights) as one stride-2 conv of the image with kernel 4 and padding 1: down[0]'s 1x1 conv and
-        `projection` folded into embed's 3x3, and PixelUnshuffle(2) between them written as the stride
-        (sub-pixel (i, j) takes the 3x3 taps shifted by (i, j))."""
+    def stem_kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias of the stem, down[0](embed(image)), as one stride-2 conv of the image with
+        kernel 4 and padding 1: down[0]'s 1x1 conv folded into embed's 3x3, and PixelUnshuffle(2)
+        written as the stride (sub-pixel (i, j) takes the 3x3 taps shifted by (i, j)). A 1x1 conv after
+        it folds in as one more product (linear_encoder)."""
         down = self.down[0].body[0].weight[:, :, 0, 0]  # (C/2, C)
         weight = torch.einsum("oc,cikl->oikl", down, self.embed.weight)  # (C/2, 3, 3, 3)
-        kernel = torch.stack([F.pad(weight, (j, 1 - j, i, 1 - i)) for i in (0, 1) for j in (0, 1)], dim=1)
-        kernel = kernel.reshape(4 * self.down[0].body[0].out_channels, self.embed.in_channels, 4, 4)  # static for export
-        bias = (down @ self.embed.bias).repeat_interleave(4)
-        return torch.einsum("oc,cikl->oikl", projection, kernel), projection @ bias
+        return _unshuffled(weight, 1), (down @ self.embed.bias).repeat_interleave(4)
 
     def linear_output(self, x: torch.Tensor, features: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """x + head(fuse(cat[up[0](features), embed(x)])), cropped (linear_ends), with no full-resolution
@@ -233,6 +229,15 @@ class DerainNet(nn.Module):
             for module, method in zip(self.nonlocal_attentions(), methods):
                 module.sort_method = method
             self.train(was_training)
+
+
+def _unshuffled(kernel: torch.Tensor, stride: int) -> torch.Tensor:
+    """A conv of `stride` (kernel (O, I, k, k)) followed by PixelUnshuffle(2), as one conv of twice the
+    stride and kernel k + stride: output channel 4o + 2i + j is sub-pixel (i, j), the kernel shifted
+    by (stride * i, stride * j)."""
+    out_channels, in_channels, k = (int(size) for size in kernel.shape[:3])  # plain ints: static for export
+    shifted = [F.pad(kernel, (stride * j, stride - stride * j, stride * i, stride - stride * i)) for i in (0, 1) for j in (0, 1)]
+    return torch.stack(shifted, dim=1).reshape(4 * out_channels, in_channels, k + stride, k + stride)
 
 
 def _halve(canvas: slice) -> slice:
