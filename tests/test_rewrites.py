@@ -14,8 +14,9 @@ from derain.model.network import pad_to_multiple
 TOLERANCE = 1e-5
 
 
-def plain_attention(module: WindowAttention, x: torch.Tensor) -> torch.Tensor:
-    """Window attention as one (L, 3C) projection split into heads, scaled q, softmax, projection."""
+def plain_attention(module: WindowAttention, x: torch.Tensor, rain_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Window attention as one (L, 3C) projection split into heads, scaled q, the rain mask's key bias
+    if masked, softmax, projection."""
     b, h, w, c = x.shape
     win, heads = module.window, module.heads
     tokens = window_partition(x, win)  # (B, G, N, C)
@@ -23,19 +24,22 @@ def plain_attention(module: WindowAttention, x: torch.Tensor) -> torch.Tensor:
     logits = (q * (c // heads) ** -0.5) @ k.transpose(-2, -1)
     if module.position_bias is not None:
         logits = logits + module.position_bias[:, module.position_index]
+    if module.masked:  # logits (B, G, heads, N, N); the mask's keys (B, G, 1, 1, N)
+        logits = logits - module.log_mask_strength.exp() * window_partition(rain_mask, win)[:, :, None, None, :, 0]
     out = (logits.softmax(-1) @ v).permute(0, 1, 3, 2, 4).reshape(*tokens.shape[:3], c)  # (B, G, N, C)
     out = module.proj(out).reshape(b, h // win, w // win, win, win, c).permute(0, 1, 3, 2, 4, 5)
     return out.reshape(b, h, w, c)
 
 
-@pytest.mark.parametrize("position_bias", [False, True])
-def test_head_projections_equal_one_qkv_projection_split(position_bias):
+@pytest.mark.parametrize("kind", ["plain", "position_bias", "masked"])
+def test_head_projections_equal_one_qkv_projection_split(kind):
+    """The masked block (MAB) adds q's bias to the logits as a key bias instead of to q."""
     torch.manual_seed(0)
-    module = WindowAttention(32, heads=2, window=4, position_bias=position_bias).eval()
+    module = WindowAttention(32, heads=2, window=4, position_bias=kind == "position_bias", masked=kind == "masked").eval()
     with torch.no_grad():
-        module.qkv.bias.normal_()  # k's and v's biases are moved, not dropped: they must matter here
-        x = torch.randn(2, 8, 12, 32)
-        assert torch.allclose(module(x), plain_attention(module, x), atol=TOLERANCE)
+        module.qkv.bias.normal_()  # q's, k's and v's biases are moved, not dropped: they must matter here
+        x, rain_mask = torch.randn(2, 8, 12, 32), (torch.rand(2, 8, 12, 1) > 0.7).float()
+        assert torch.allclose(module(x, rain_mask), plain_attention(module, x, rain_mask), atol=TOLERANCE)
 
 
 def test_feed_forward_in_nchw_equals_the_channels_last_form():

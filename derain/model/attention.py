@@ -33,10 +33,12 @@ def window_merge(windows: torch.Tensor, window: int, height: int, width: int) ->
     return x.permute(0, 2, 4, 3, 5, 1, 6).reshape(b, height, width, heads * dim)
 
 
-def head_projections(tokens: torch.Tensor, qkv: nn.Linear, heads: int) -> tuple[torch.Tensor, ...]:
+def head_projections(tokens: torch.Tensor, qkv: nn.Linear, heads: int,
+                     q_bias: bool = True) -> tuple[torch.Tensor, ...]:
     """tokens (B, L, C) -> q, k, v (B, heads, L, C // heads), each one MatMul straight into the
     layout attention needs: no (B, L, 3C) tensor to transpose and split (3x the feature map moved
-    twice, the largest layout cost of the 720p graph).
+    twice, the largest layout cost of the 720p graph). Without `q_bias`, q comes without its bias,
+    which the caller then adds to the logits as key_term_of_q_bias(k).
 
     Same weights, same result up to rounding, with three terms moved where they cost nothing:
     - the 1/sqrt(d) scale is folded into q's weights;
@@ -45,11 +47,24 @@ def head_projections(tokens: torch.Tensor, qkv: nn.Linear, heads: int) -> tuple[
     - v's bias comes out of the softmax unchanged (its weights sum to 1): project() adds it."""
     channels = qkv.in_features  # module sizes, not traced shapes: the weights' slices fold to constants
     dim = channels // heads
-    scale = dim**-0.5
     weight = qkv.weight.view(3, heads, dim, channels).transpose(-1, -2)  # (3, heads, C, d)
     x = tokens[:, None]  # (B, 1, L, C), broadcast over the heads
-    q = x @ (weight[0] * scale) + qkv.bias.view(3, heads, 1, dim)[0] * scale
-    return q, x @ weight[1], x @ weight[2]
+    q = x @ (weight[0] * dim**-0.5)
+    return q + scaled_q_bias(qkv, heads) if q_bias else q, x @ weight[1], x @ weight[2]
+
+
+def scaled_q_bias(qkv: nn.Linear, heads: int) -> torch.Tensor:
+    """q's bias, times attention's 1/sqrt(d): (heads, 1, d)."""
+    dim = qkv.in_features // heads
+    return qkv.bias.view(3, heads, 1, dim)[0] * dim**-0.5
+
+
+def key_term_of_q_bias(k: torch.Tensor, qkv: nn.Linear, group: int) -> torch.Tensor:
+    """What q's bias b adds to the logits: b.k_j for key j, the same for every query, so a key bias
+    (B, heads, L // group, 1, group) like the rain mask's. Added there, it spares a pass over all
+    of q (B, heads, L, d) for a product that reads k once and writes one value a token."""
+    b, heads, length, _ = k.shape
+    return (k @ scaled_q_bias(qkv, heads).transpose(-1, -2)).reshape(b, heads, length // group, 1, group)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, group: int,
@@ -130,16 +145,19 @@ class WindowAttention(nn.Module):
         if self.position_bias is not None:
             relative = self.position_bias[:, self.position_index][:, None]  # (heads, 1, N, N)
             bias = relative if bias is None else bias + relative
+        tokens = window_partition(x, win)
+        # A masked block folds q's bias into its key bias, which it adds to the logits anyway.
+        q, k, v = head_projections(tokens.reshape(tokens.shape[0], -1, tokens.shape[-1]), self.qkv, self.heads,
+                                   q_bias=not self.masked)
         if self.masked:
             if rain_mask is None:
                 raise ValueError("masked attention needs a rain mask")
             if shift:
                 rain_mask = torch.roll(rain_mask, (-shift, -shift), dims=(1, 2))
             keys = window_partition(rain_mask, win).transpose(-2, -1)[:, None]  # (B, 1, nW, 1, N)
-            key_bias = -self.log_mask_strength.exp()[:, None] * keys  # (B, heads, nW, 1, N)
+            # (B, heads, nW, 1, N), summed before any (nW, N, N) bias so it stays one value a key
+            key_bias = -self.log_mask_strength.exp()[:, None] * keys + key_term_of_q_bias(k, self.qkv, win * win)
             bias = key_bias if bias is None else bias + key_bias
-        tokens = window_partition(x, win)
-        q, k, v = head_projections(tokens.reshape(tokens.shape[0], -1, tokens.shape[-1]), self.qkv, self.heads)
         out = project(window_merge(attention(q, k, v, win * win, bias), win, h, w), self.qkv, self.proj)
         if shift:
             out = torch.roll(out, (shift, shift), dims=(1, 2))
