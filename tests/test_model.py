@@ -1,7 +1,9 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from derain.model import CONFIGS, build_model, get_config, load_checkpoint, save_checkpoint
+from derain.model.blocks import Stage
 from derain.model.network import pad_to_multiple
 
 
@@ -28,6 +30,21 @@ def test_padding_reflects_large_images_and_replicates_tiny_ones():
     assert torch.equal(padded[..., :3, :4], image)
     big = torch.rand(1, 1, 10, 10)
     assert torch.equal(pad_to_multiple(big, 8)[..., 10, :10], big[..., 8, :])  # mirror of row 8
+
+
+@pytest.mark.parametrize("kind", ["mab", "nab"])
+def test_a_stage_on_a_map_of_part_windows_runs_on_it_mirrored_and_cropped(kind):
+    """The bottleneck's map at 1/8 of a canvas padded to size_multiple need not tile into windows
+    (720p: 92 rows of 8-row windows): the stage pads it as the image is padded, mask included."""
+    torch.manual_seed(0)
+    stage = Stage(kind, 2, 16, 2, 4, 4, 1.5).eval()
+    x, mask = torch.randn(1, 16, 6, 10), (torch.rand(1, 1, 6, 10) > 0.5).float()
+    mirrored = [F.pad(t, (0, 2, 0, 2), mode="reflect") for t in (x, mask)]  # to 8 x 12: whole 4 x 4 windows
+    with torch.no_grad():
+        assert torch.allclose(stage(x, mask), stage(*mirrored)[..., :6, :10], atol=1e-6)
+        tiny, tiny_mask = torch.randn(1, 16, 2, 3), mask[..., :2, :3]  # 2 rows to add to 2: replicated
+        padded = [F.pad(F.pad(t, (0, 1, 0, 0), mode="reflect"), (0, 0, 0, 2), mode="replicate") for t in (tiny, tiny_mask)]
+        assert torch.allclose(stage(tiny, tiny_mask), stage(*padded)[..., :2, :3], atol=1e-6)
 
 
 def test_edge_config_fits_the_jetson_budget():

@@ -84,12 +84,13 @@ class TransformerBlock(nn.Module):
 
 class Stage(nn.Module):
     """`depth` blocks of one kind on (B, C, H, W) maps; odd transformer blocks shift their windows
-    (Swin) and their NAB chunks."""
+    (Swin) and their NAB chunks. A transformer stage on a map that does not tile into whole windows
+    (the bottleneck's: config.size_multiple) pads it, mirrored, and crops the result."""
 
     def __init__(self, kind: StageKind, depth: int, dim: int, heads: int, window: int, clusters: int,
                  ffn_expansion: float, sub_buckets: int = 1) -> None:
         super().__init__()
-        self.kind = kind
+        self.kind, self.window = kind, window
         if kind == "conv":
             self.blocks = nn.ModuleList(ConvBlock(dim) for _ in range(depth))
         else:
@@ -114,7 +115,21 @@ class Stage(nn.Module):
         x = x if channels_last else x.permute(0, 2, 3, 1)
         if not self.blocks:
             return x.permute(0, 3, 1, 2)
-        mask = rain_mask.permute(0, 2, 3, 1)
+        height, width = (int(size) for size in x.shape[1:3])  # plain ints: static in an export
+        x, mask = (pad_to_windows(t, self.window) for t in (x, rain_mask.permute(0, 2, 3, 1)))
         for block in self.blocks[:-1]:
             x = block(x, mask)
-        return self.blocks[-1](x, mask, channels_first=True)
+        x = self.blocks[-1](x, mask, channels_first=True)
+        return x if x.shape[-2:] == (height, width) else x[..., :height, :width]
+
+
+def pad_to_windows(x: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, H, W, C) padded at the bottom and right to whole windows: mirrored, as pad_to_multiple pads
+    the image, along a side longer than its padding, else replicated."""
+    for dim in (1, 2):
+        size = int(x.shape[dim])
+        extra = -size % window
+        if extra:
+            edge = x.narrow(dim, size - 1 - extra, extra).flip(dim) if extra < size else x.narrow(dim, size - 1, 1)
+            x = torch.cat([x, *[edge] * (1 if extra < size else extra)], dim)
+    return x
