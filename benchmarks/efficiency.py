@@ -1,9 +1,10 @@
 """Is a config fit for real time on a Jetson? Per config: parameters, GFLOPs at 256x256 and 720p,
 the 720p ONNX's size, export time and peak memory, ONNX Runtime CPU latency at 256x256 and 720p
-next to a plain-CNN reference of the same FLOPs timed in the same run (round robin, one thread,
-medians), the costliest op types at 720p, and an Orin NX 16GB FPS estimate.
+next to a plain-CNN reference of about the same FLOPs timed in the same run (round robin, one
+thread, medians; speed per FLOP divided by the two FLOP counts, round by round: speed_per_flop), the
+costliest op types at 720p, and an Orin NX 16GB FPS estimate.
 
-    python benchmarks/efficiency.py [--configs realtime,edge] [--runs 5]
+    python benchmarks/efficiency.py [--configs realtime,edge] [--runs 25]
         -> benchmarks/results/efficiency.json, and the README table on stdout
 
 The Orin estimate: FPS = dense INT8 peak (30 TOPS, GPU only) x achieved fraction / GFLOPs per frame,
@@ -28,6 +29,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from derain.atomic import atomic_path
 from derain.export.names import INPUT_NAME, OPSET
@@ -76,18 +78,33 @@ def session(path: Path, profile: bool = False) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def round_robin(sessions: dict[str, ort.InferenceSession], shape: tuple[int, ...], runs: int) -> dict[str, float]:
-    """Median seconds per run of each session, interleaved so load spikes hit all alike."""
+def round_robin(sessions: dict[str, ort.InferenceSession], shape: tuple[int, ...], runs: int) -> dict[str, np.ndarray]:
+    """Seconds of each session in each of `runs` rounds, interleaved so load spikes hit all alike:
+    the sessions of one round ran within seconds of each other, under the same load."""
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
     times: dict[str, list[float]] = {name: [] for name in sessions}
     for name, s in sessions.items():  # warm-up
         s.run(None, {s.get_inputs()[0].name: x})
-    for _ in range(runs):
+    for _ in tqdm(range(runs), desc="round robin", unit="round", leave=False):
         for name, s in sessions.items():
             started = time.perf_counter()
             s.run(None, {s.get_inputs()[0].name: x})
             times[name].append(time.perf_counter() - started)
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return {name: np.array(t) for name, t in times.items()}
+
+
+def conv_flops(module: nn.Module, height: int, width: int) -> int:
+    """FLOPs of a stack of stride-1, same-padded convs (plain_cnn's) at height x width."""
+    return 2 * sum(p.numel() for p in module.parameters() if p.dim() == 4) * height * width
+
+
+def speed_per_flop(model_s: np.ndarray, model_flops: float, cnn_s: np.ndarray, cnn_flops: float) -> dict:
+    """The model's FLOPs per second over the plain CNN's, round by round (each pair timed under the
+    same load), as the median and quartiles over the rounds. This CPU is shared: a round's load moves
+    both times alike, and the median of the per-round ratios is steadier than a ratio of medians."""
+    ratios = (model_flops / model_s) / (cnn_flops / cnn_s)
+    low, high = np.quantile(ratios, [0.25, 0.75])
+    return {"median": round(float(np.median(ratios)), 3), "quartiles": [round(float(low), 3), round(float(high), 3)]}
 
 
 def op_profile(path: Path, shape: tuple[int, ...]) -> list[dict]:
@@ -130,10 +147,12 @@ def measure(name: str, runs: int, folder: Path) -> dict:
         cnn, layers = plain_cnn(row["gflops"][label] * 1e9, h, w)
         cnn_path = folder / f"cnn-{name}-{label}.onnx"
         export_plain(cnn, cnn_path, h, w)
-        medians = round_robin({"model": session(path), "cnn": session(cnn_path)}, (1, 3, h, w), runs)
-        row["latency_s"][label] = round(medians["model"], 4)
-        row["plain_cnn"][label] = {"conv_layers_32ch": layers + 2, "latency_s": round(medians["cnn"], 4),
-                                   "speed_per_flop_vs_cnn": round(medians["cnn"] / medians["model"], 3)}
+        times = round_robin({"model": session(path), "cnn": session(cnn_path)}, (1, 3, h, w), runs)
+        ratio = speed_per_flop(times["model"], row["gflops"][label] * 1e9, times["cnn"], conv_flops(cnn, h, w))
+        row["latency_s"][label] = round(float(np.median(times["model"])), 4)
+        row["plain_cnn"][label] = {"conv_layers_32ch": layers + 2, "latency_s": round(float(np.median(times["cnn"])), 4),
+                                   "gflops": round(conv_flops(cnn, h, w) / 1e9, 2),
+                                   "speed_per_flop_vs_cnn": ratio["median"], "speed_per_flop_quartiles": ratio["quartiles"]}
     row["op_profile_720p"] = op_profile(onnx_720, (1, 3, 720, 1280))
     fraction = PLAIN_CNN_FRACTION * row["plain_cnn"]["720p"]["speed_per_flop_vs_cnn"]
     row["orin_nx_16gb_estimate"] = {"achieved_fraction": round(fraction, 4),
@@ -159,7 +178,7 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="realtime,edge")
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per model and size (medians)")
+    parser.add_argument("--runs", type=int, default=25, help="rounds of the round robin per size (medians)")
     parser.add_argument("-o", "--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -3,12 +3,15 @@ every commit in STEPS (the commit before the rewrites, then one commit per rewri
 own code exports the bundled checkpoint, and this checkout measures
 - the activation traffic of the 1280x720 FP32 and FP16 ONNX (export/traffic.py's count);
 - ONNX Runtime's FP32 time at 1280x720, all steps and a plain CNN in one round robin (one thread,
-  medians), as speed per FLOP against the plain CNN;
+  medians), as speed per FLOP against the plain CNN (efficiency.speed_per_flop: per round, then the
+  median over the rounds);
 - Y-PSNR of FP32 and FP16 on the real test pairs of Rain100H and GT-RAIN at 640x360 (centre crops,
-  reflect-padded where smaller, as `derain validate`), and how far each output is from the step
-  before (the rewrites keep the weights and the outputs: only rounding may differ).
+  reflect-padded where smaller, as `derain validate`), and how far each 720p output is from the step
+  before (the rewrites keep the weights and the outputs: only rounding may differ; the last step
+  pads 720 rows to 736 instead of 768, which changes the 720p output, not the 640x360 one, whose
+  canvas stays 384 rows: benchmarks/quality.py scores that step on every test split).
 
-    python benchmarks/rewrites.py --data DATA [--runs 5]   # -> results/rewrites.json, rewrites.md
+    python benchmarks/rewrites.py --data DATA [--runs 25]   # -> results/rewrites.json, rewrites.md
 
 DATA holds <dataset>/test/{rain,norain}/. Needs this repository's git history (git archive).
 """
@@ -29,7 +32,7 @@ from derain.atomic import atomic_path
 from derain.data.pairs import load_pairs
 from derain.export.traffic import onnx_traffic
 from derain.validate.report import validate
-from efficiency import export_plain, plain_cnn, round_robin, session  # benchmarks/efficiency.py
+from efficiency import conv_flops, export_plain, plain_cnn, round_robin, session, speed_per_flop  # benchmarks/efficiency.py
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -45,6 +48,8 @@ STEPS = (  # (label, commit): each commit adds one rewrite to the one before
     ("rain mask: no unweighted variance, Min in FP16", "b4f34c0"),
     ("stages: channels-last in, NCHW out; level 1 from the image", "17dd2d8"),
     ("level 2's input: one stride-4 conv of the image", "6bba4fb"),
+    ("MAB: q's bias as a key bias", "aa14cd7"),
+    ("canvas 1280x736, the bottleneck pads its own map", "9a4e72e"),
 )
 SPLITS = ("Rain100H", "GT-RAIN")
 # Run inside the step's own tree: export at each size, FP16 beside it, and the step's FLOP count.
@@ -79,7 +84,7 @@ def export_step(commit: str, folder: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per model (medians)")
+    parser.add_argument("--runs", type=int, default=25, help="rounds of the round robin (medians)")
     args = parser.parse_args()
     pairs = [pair for split in SPLITS for pair in load_pairs(args.data / split / "test")]
     started, rows = time.time(), []
@@ -99,19 +104,19 @@ def main() -> None:
         cnn, _ = plain_cnn(np.mean([r["gflops_720p"] for r in rows]) * 1e9, 720, 1280)
         export_plain(cnn, Path(temp) / "cnn.onnx", 720, 1280)
         sessions = {label: session(folders[label] / "720.onnx") for label in folders}
-        medians = round_robin({**sessions, "plain CNN": session(Path(temp) / "cnn.onnx")}, (1, 3, 720, 1280), args.runs)
-        cnn_flops = 2 * sum(p.numel() for p in cnn.parameters() if p.dim() == 4) * 720 * 1280
+        times = round_robin({**sessions, "plain CNN": session(Path(temp) / "cnn.onnx")}, (1, 3, 720, 1280), args.runs)
+        cnn_flops = conv_flops(cnn, 720, 1280)
         frame = np.random.default_rng(0).random((1, 3, 720, 1280), dtype=np.float32)  # outputs vs the step before
         previous = None
         for row in rows:
-            seconds = medians[row["step"]]
-            row["ort_fp32_720p_s"] = round(seconds, 4)
-            row["speed_per_flop_vs_cnn"] = round(row["gflops_720p"] * 1e9 / seconds / (cnn_flops / medians["plain CNN"]), 3)
+            row["ort_fp32_720p_s"] = round(float(np.median(times[row["step"]])), 4)
+            ratio = speed_per_flop(times[row["step"]], row["gflops_720p"] * 1e9, times["plain CNN"], cnn_flops)
+            row["speed_per_flop_vs_cnn"], row["speed_per_flop_quartiles"] = ratio["median"], ratio["quartiles"]
             output = sessions[row["step"]].run(None, {"rainy": frame})[0]
             row["max_abs_vs_step_before"] = None if previous is None else float(np.abs(output - previous).max())
             previous = output
     result = {"command": "python benchmarks/rewrites.py --data DATA", "machine": "2-core x86_64, shared; one thread",
-              "plain_cnn_720p_s": round(medians["plain CNN"], 4), "psnr_pairs": f"{len(pairs)} test pairs of {', '.join(SPLITS)}",
+              "plain_cnn_720p_s": round(float(np.median(times["plain CNN"])), 4), "runs": args.runs, "psnr_pairs": f"{len(pairs)} test pairs of {', '.join(SPLITS)}",
               "steps": rows, "seconds": round(time.time() - started, 1)}
     with atomic_path(RESULTS / "rewrites.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
