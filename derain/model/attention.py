@@ -1,7 +1,8 @@
 """(Shifted) window self-attention, optionally masked by the rain mask (MAB) or plain (STB).
 
 Tensors are channels-last (B, H, W, C) so LayerNorm exports as ONNX LayerNormalization and the
-projections are plain MatMuls. H and W are multiples of the window (the network pads its input).
+projections are plain MatMuls. H and W are multiples of the window (the network pads its input, a
+stage its map: blocks.Stage).
 """
 
 from __future__ import annotations
