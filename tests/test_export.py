@@ -224,9 +224,10 @@ def test_activation_traffic_counts_a_hand_built_graph():
 
 
 def test_the_bundled_fp16_graph_moves_a_quarter_of_the_720p_bound_at_a_quarter_of_the_pixels(tmp_path):
-    """640x360 runs on a 640x384 canvas, more than a quarter of 720p's 1280x736, so every per-pixel
-    tensor is at least a quarter of its 720p size: the 2.5 GB bound of a 720p FP16 frame is 0.625 GB
-    here, or less. A rewrite undone (or a new copy of a feature map) shows up as more."""
+    """640x360 runs on a 640x384 canvas, 720p on 1280x736 (and its bottleneck on 96 of 92 rows): 3.8
+    to 4 times the per-pixel tensors, so the 2.5 GB bound of a 720p FP16 frame is about 0.625 GB
+    here (the bundled graph moves 0.61 GB here, 2.39 GB at 720p: benchmarks/traffic.py). A rewrite
+    undone (or a new copy of a feature map) shows up as more."""
     from derain.export.traffic import onnx_traffic
     from derain.model import load_checkpoint
 
