@@ -8,7 +8,8 @@ Symmetric INT8 (zero points 0, as TensorRT requires), per-channel weights, activ
 the 99.99th percentile (MinMax let rare outliers set the scale) of the reference frames that ship
 with the package, widened, never narrowed, by the user's calib.npz (calib/ranges.py: calibrated on
 light rain alone, INT8 stopped deraining heavy rain). Placed as TensorRT
-fuses them: Q/DQ on the inputs of Conv, ConvTranspose, Gemm and of the MatMuls with a weight, where INT8 pays,
+fuses them: Q/DQ on the inputs of Conv, ConvTranspose, Gemm and of the MatMuls with a weight initializer
+(the q projections' weights are Constant nodes after onnxsim, so they stay float), where INT8 pays,
 none on their outputs (OpTypesToExcludeOutputQuantization), so a residual Add reads a quantized
 skip and a float Conv output, which TensorRT folds into the Conv. Left in float: what
 the precision policy keeps FP32 (export/precision.py: the NAB sort and position maps), the
