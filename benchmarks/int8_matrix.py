@@ -10,7 +10,9 @@ clip's ranges alone) shows what the default fixes.
 
 DATA holds the datasets as <dataset>/<split>/{rain,norain}/ and video/<clip>/<clip>.mp4. Results:
 results/int8-matrix-<W>x<H>.json, .md and .png (or -o FILE.json); resumable (cells already in the JSON are kept; a
-quantized model is rebuilt only for rows with missing cells). One thread: hours at 720p.
+quantized model is rebuilt only for rows with missing cells), as long as the exported FP32 ONNX is the
+same file (its SHA-256 is kept): a new checkpoint or export starts the matrix afresh. One thread:
+hours at 720p.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from derain.calib.frames import sample_frames
 from derain.calib.quantize import quantize_onnx
 from derain.data.pairs import load_pairs
 from derain.export.fp16 import convert_to_fp16
+from derain.export.manifest import file_sha256
 from derain.export.onnx_export import export_onnx
 from derain.model import bundled_checkpoint_path, load_checkpoint
 from derain.validate.report import validate
@@ -129,10 +132,10 @@ def main() -> int:
                   checkpoint=bundled_checkpoint_path().name, input=[1, 3, args.height, args.width],
                   calibration_frames=args.calib_frames, pairs_per_split=args.first or "all",
                   scoring="mean Y-PSNR of FP32 minus that of the INT8/FP16 model, centre crops of the input size")
-    started = time.time()
+    started, seconds_before = time.time(), result.get("seconds", 0)  # a resumed matrix adds its earlier runs
 
     def save() -> None:
-        result["seconds"] = round(result.get("seconds", 0) + time.time() - started, 1)
+        result["seconds"] = round(seconds_before + time.time() - started, 1)
         with atomic_path(out) as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
         with atomic_path(out.with_suffix(".md")) as tmp:
@@ -143,6 +146,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         fp32 = export_onnx(model, folder / "model.onnx", args.height, args.width)
+        if result.get("fp32_onnx_sha256") != file_sha256(fp32):  # cells of another graph: start afresh
+            result.update(loss_db={}, fp32_psnr={}, fp32_onnx_sha256=file_sha256(fp32))
+            seconds_before = 0
         models = {"fp32": fp32, "fp16": convert_to_fp16(fp32, folder / "model.fp16.onnx")}
         rows = {**SOURCES, BEFORE: SOURCES["light real clip (NTURain ra1)"]}
         for index, (row, source) in enumerate(rows.items()):
