@@ -129,7 +129,11 @@ def pad_to_windows(x: torch.Tensor, window: int) -> torch.Tensor:
     for dim in (1, 2):
         size = int(x.shape[dim])
         extra = -size % window
-        if extra:
-            edge = x.narrow(dim, size - 1 - extra, extra).flip(dim) if extra < size else x.narrow(dim, size - 1, 1)
-            x = torch.cat([x, *[edge] * (1 if extra < size else extra)], dim)
+        if not extra:
+            continue
+        if extra < size:  # mirrored, the last line not repeated (F.pad's "reflect")
+            padding = [x.narrow(dim, size - 1 - extra, extra).flip(dim)]
+        else:  # replicated
+            padding = [x.narrow(dim, size - 1, 1)] * extra
+        x = torch.cat([x, *padding], dim)
     return x
