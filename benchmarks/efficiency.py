@@ -148,10 +148,11 @@ def measure(name: str, runs: int, folder: Path) -> dict:
         cnn_path = folder / f"cnn-{name}-{label}.onnx"
         export_plain(cnn, cnn_path, h, w)
         times = round_robin({"model": session(path), "cnn": session(cnn_path)}, (1, 3, h, w), runs)
-        ratio = speed_per_flop(times["model"], row["gflops"][label] * 1e9, times["cnn"], conv_flops(cnn, h, w))
+        cnn_flops = conv_flops(cnn, h, w)
+        ratio = speed_per_flop(times["model"], row["gflops"][label] * 1e9, times["cnn"], cnn_flops)
         row["latency_s"][label] = round(float(np.median(times["model"])), 4)
         row["plain_cnn"][label] = {"conv_layers_32ch": layers + 2, "latency_s": round(float(np.median(times["cnn"])), 4),
-                                   "gflops": round(conv_flops(cnn, h, w) / 1e9, 2),
+                                   "gflops": round(cnn_flops / 1e9, 2),
                                    "speed_per_flop_vs_cnn": ratio["median"], "speed_per_flop_quartiles": ratio["quartiles"]}
     row["op_profile_720p"] = op_profile(onnx_720, (1, 3, 720, 1280))
     fraction = PLAIN_CNN_FRACTION * row["plain_cnn"]["720p"]["speed_per_flop_vs_cnn"]

@@ -146,8 +146,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         fp32 = export_onnx(model, folder / "model.onnx", args.height, args.width)
-        if result.get("fp32_onnx_sha256") != file_sha256(fp32):  # cells of another graph: start afresh
-            result.update(loss_db={}, fp32_psnr={}, fp32_onnx_sha256=file_sha256(fp32))
+        graph = file_sha256(fp32)
+        if result.get("fp32_onnx_sha256") != graph:  # cells of another graph: start afresh
+            result.update(loss_db={}, fp32_psnr={}, fp32_onnx_sha256=graph)
             seconds_before = 0
         models = {"fp32": fp32, "fp16": convert_to_fp16(fp32, folder / "model.fp16.onnx")}
         rows = {**SOURCES, BEFORE: SOURCES["light real clip (NTURain ra1)"]}
